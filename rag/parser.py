@@ -1,0 +1,405 @@
+"""``parse_cable``: one raw cable as text in, one :class:`~rag.models.Cable` out. Pure, no I/O.
+
+A paragraph number we print must be the cable's own, so numbering is decided from the sequence the
+cable gives, not from each line alone: ``11.`` is ¶1 with its pilcrow mangled into a ``1`` when ¶1 is
+what comes next, and ¶11 when ¶10 came before it.
+
+Text before ¶1 that is not header (a summary, a rationale run on after "Classified By") is kept as
+paragraph number 0, the *lead*. A cable that numbers no paragraph yields its text blocks numbered in
+reading order with ``numbered=False``.
+
+A cable may have no paragraphs at all. The site released some cables cut short (55 in the shared corpus,
+e.g. 08STOCKHOLM510, 09KABUL3423): the body is the header fields and a first line broken off with "...",
+then the header again run onto one line. The repeat is dropped; a broken-off line that is still header
+("Classified By: Politica...") is read as header, and any text left is kept as lead or unnumbered
+paragraphs as in any cable. Where nothing is left the cable still loads, with zero paragraphs: its id,
+date, subject, tags and references are real and findable, and inventing a paragraph would give a citation
+nothing to quote. The loader notes each such cable in its report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from .errors import CableParseError
+from .header import (
+    ClassificationLine,
+    find_classification_line,
+    find_date,
+    find_dtg,
+    find_fields,
+    normalise_origin,
+    parse_addressees,
+    parse_references,
+)
+from .models import Cable, Paragraph
+
+__all__ = ["normalise_text", "parse_cable"]
+
+_PAGE_BREAK = re.compile(
+    r"^[ \t]*[A-Za-z][A-Za-z .'()/-]*[ \t]+\d{6,8}[ \t]+\d{3}(?:\.\d+)?[ \t]+(?:OF|of)[ \t]+\d{3}[ \t]*$\n?",
+    re.MULTILINE,
+)
+_BREAK_TAIL = r"\d{8}\s+\d{3}(?:\.\d+)?\s+OF\s+\d{3}\b"
+_OLD_PAGE_HEADER = re.compile(
+    r"^[ \t]*PAGE \d{2}\s.*$\n?|^[ \t]*(?:UNCLASSIFIED|CONFIDENTIAL|SECRET)[ \t]*$\n?", re.MULTILINE)
+# The one-line header repeat ending a release the site cut short: classification line, number, E.O., TAGS.
+_HEADER_REPEAT = re.compile(
+    r"\n[ \t]*(?P<repeat>[^\n]{0,300}?\b\d{6}\b[^\n]{0,400}?\bE\.\s?O\.[^\n]{0,300}?"
+    r"\bTAGS\b:?(?:[ \t,]+[A-Z][A-Z0-9_]{1,7})+)[ \t]*\s*\Z")
+_CABLE_ENDS = re.compile(r"^[ \t]*=+\s*CABLE ENDS\s*=+[ \t]*$", re.IGNORECASE | re.MULTILINE)
+# The site put its pilcrow on lettered items as well as numbers ("¶B. ANKARA 8252"); the cable wrote "B.".
+_LETTER_PILCROW = re.compile(r"¶[ \t]*(?=\(?[A-Za-z][.)][ \t])")
+# The site wrote opening and closing quotation marks as ``&`` and ``8``: ``security &clean up8``.
+_AMP_QUOTE = re.compile(r"&(?=[A-Za-z(])([^&\n]{1,300}?[^\s\d&])8(?=[\s.,;:)?!'-]|$)")
+_MARKER = re.compile(
+    r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d{1,3})[ \t]*\.(?=[\s(\"'A-Za-z-]|$)"
+    # Reflowed bodies run paragraphs on in one line; there only a number followed by a portion marking
+    # after a sentence's end is taken, since bare "2." mid-line is too often something else.
+    r"|(?<=[.!?\"')][ \t])[ \t]*(?P<inline>\d{1,2})\.[ \t]*(?=\((?:U|SBU|C|S|S/NF|C/NF)\))",
+    re.MULTILINE,
+)
+_PAREN_MARKER = re.compile(r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d{1,3})\)[ \t]+(?=[(\"'A-Z])", re.MULTILINE)
+_MARKING = re.compile(
+    r"^\(\s*(?P<marking>(?:U|SBU|C|S|TS|FOUO|CONFIDENTIAL|SECRET|UNCLASSIFIED)"
+    r"(?:\s*/{1,2}\s*[A-Z][A-Z ]{0,20}?)*)\s*\)\s*:?\s*",
+    re.IGNORECASE,
+)
+_HEADER_NOISE = re.compile(
+    r"^\s*(?:\(U\)\s*)?(?:SIPDIS|NOFORN|SENSITIVE|EXDIS|NODIS|LIMDIS|CORRECTED COPY|\W*)\s*$", re.IGNORECASE
+)
+_NAME_WORD = r"(?:(?:van|de|von|del|da|le)[ \t])?[A-Z][A-Za-z'-]+"
+# The signature: the cable's last line, or in reflowed text its last word(s) after a sentence's end.
+_SIGNATURE = re.compile(
+    rf"\n[ \t]*(?P<line>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,2}})[ \t]*\.?[ \t]*\Z"
+    rf"|(?:[.!?)\"':]|(?i:\bend\s+comment)\.?|XXXX)[ \t]+(?P<inline>{_NAME_WORD}(?:[ \t]+{_NAME_WORD})?)[ \t]*\Z"
+)
+_NOT_NAMES = frozenset(
+    "END COMMENT SUMMARY NOTE CONCLUSION BACKGROUND TEXT CABLE SENSITIVE UNCLASSIFIED CONFIDENTIAL SECRET "
+    "NOFORN SIPDIS MINIMIZE CONSIDERED NONE TAGS SUBJECT REF DECL".split()
+)
+# What the site or an archive left after the signature: quote marks, backslashes, "NNNN", archive trailers
+# ("2004ROME02926 - Classification: CONFIDENTIAL"), "</table>", dots on a line of their own.
+_TAIL_JUNK = re.compile(
+    r"(?:\s|[\"\\>,]|(?<=\n)\.+|</table>|NNNN|End Cable Text|\*{3,}"
+    r"|\d{4}[A-Z]+\d+ - (?:Classification: )?[A-Z/ ]+)*\Z"
+)
+_DASH_HEADING = re.compile(r"-{3,}\s*([^-\n][^\n]{0,100}?)\s*-{3,}\s*$")
+
+
+def parse_cable(text: str, *, source: str | None = None, cable_id: str | None = None) -> Cable:
+    """Parse one cable: routing header (optional), classification line, fields, paragraphs, signer.
+
+    ``cable_id`` is the reference when the caller knows it (a corpus record's id, a CSV row's); it wins
+    over the one read from the text, which old telegrams and partial extracts cannot always give.
+
+    Raises :class:`CableParseError` (with ``.source`` and ``.line``) for text that is not a cable.
+    """
+    if not isinstance(text, str):
+        raise CableParseError(f"expected the cable as str, got {type(text).__name__}; decode bytes first",
+                              source=source)
+    text = normalise_text(text)
+    if not text.strip():
+        raise CableParseError("empty text: no cable to parse", source=source, line=1)
+    if text.count("\ufffd") > max(20, len(text) // 20) or re.search(r"[\x00-\x08\x0e-\x1f]", text):
+        raise CableParseError("binary or undecodable text: not a cable", source=source, line=1)
+
+    text, repeat = _drop_header_repeat(text)
+    line = find_classification_line(text) or _line_from_repeat(text, repeat)
+    dtg = find_dtg(text[: line.end]) if line else None
+    dtg = dtg or find_date(text[:4000])
+    if line is None and dtg is None and not re.search(r"^\s*SUBJ(?:ECT)?\s*:", text, re.M | re.I):
+        raise CableParseError(
+            "no classification line (e.g. 'UNCLAS ASTANA 000664'), date-time group (e.g. 'O 171208Z APR 09') "
+            "or SUBJECT line: this text is not a cable", source=source, line=1)
+
+    routing = text[: line.end] if line else ""
+    body_start = line.end if line else 0
+    cable_id = cable_id or _cable_id(line, dtg, routing)
+    if cable_id is None:
+        raise CableParseError(
+            "cannot tell the cable's reference: the classification line lacks post and number "
+            "(e.g. 'UNCLAS ASTANA 000664')", source=source, line=_line_of(text, body_start))
+    text = text[:body_start] + _remove_inline_page_breaks(text[body_start:], (line and line.post) or cable_id)
+
+    markers = _paragraph_markers(text, body_start)
+    preamble_end = markers[0].start if markers else len(text)
+    fields = find_fields(text[body_start:preamble_end])
+    lead_start = body_start + fields.end
+    if not markers:
+        lead_start = _end_of_header_block(text, lead_start)
+    paragraphs, signer = _split_paragraphs(text, lead_start, markers, cable_id)
+
+    classification = None
+    if line:
+        classification = "//".join((line.level, *line.caveats))
+    return Cable(
+        id=cable_id,
+        date=dtg,
+        origin=normalise_origin(_routing_field(routing, "FM")),
+        classification=classification,
+        subject=fields.subject,
+        paragraphs=paragraphs,
+        to=parse_addressees(_routing_field(routing, "TO", block=True) or ""),
+        info=parse_addressees(_routing_field(routing, "INFO", block=True) or ""),
+        tags=fields.tags,
+        references=parse_references(fields.ref, year=dtg.year if dtg else None),
+        signer=signer,
+        source=source,
+    )
+
+
+def normalise_text(text: str) -> str:
+    """Undo transport damage that is not the cable's: line endings, page-break lines, quote substitutes."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    lines = text.split("\n")
+    # cables.csv rows pasted into a body end every line with a backslash; no cable line ends with one.
+    text = "\n".join(line[:-1] if line.endswith("\\") else line for line in lines)
+    text = _PAGE_BREAK.sub("", text)
+    text = _OLD_PAGE_HEADER.sub("", text)
+    text = _CABLE_ENDS.sub("", text)
+    text = _LETTER_PILCROW.sub("", text)
+    return _AMP_QUOTE.sub(r'"\1"', text)
+
+
+def _drop_header_repeat(text: str) -> tuple[str, str | None]:
+    """The text without the one-line header repeat that ends a release the site cut short, and the repeat."""
+    m = _HEADER_REPEAT.search(text)
+    return (text[: m.start()], m["repeat"]) if m else (text, None)
+
+
+def _line_from_repeat(text: str, repeat: str | None) -> ClassificationLine | None:
+    # A cut-short release may have lost the start of its classification line too ("I D E N T I A L
+    # LJUBLJANA 000371"): the repeat has it whole, and the fields show where the body began.
+    line = find_classification_line(repeat) if repeat else None
+    if line is None:
+        return None
+    fields = re.search(r"^[ \t]*(?:E\.\s?O\.|TAGS\b|SUBJ)", text, re.MULTILINE | re.IGNORECASE)
+    return replace(line, end=fields.start() if fields else 0)
+
+
+def _remove_inline_page_breaks(body: str, post: str) -> str:
+    # Reflowed texts keep page-break lines inside sentences ("...anyone with the NAC NEW DELHI 00009527
+    # 005 OF 005 has asked..."). The number is always eight digits, but not always this cable's (08MOSCOW1519
+    # breaks as MOSCOW 00002237), and the post is cut to ten characters ("BUENOS AIR 00000118 002 OF 006") or
+    # glued to a redaction ("XXXXXXXXXXXXLONDON"): match the post's first letters, spaced as they come.
+    letters = re.sub(r"[^A-Za-z]", "", re.sub(r"^\d\d|\d+$", "", post))[:8]
+    post_pattern = r"\s?".join(letters) + r"[A-Za-z]*" if letters else r"(?!)"
+    # A break whose post is garbled ("09SECTION02OF03QRIPOLI583" breaks as TRIPOLI) takes one word with it.
+    pattern = rf"[ \t]*(?:{post_pattern}|(?-i:\b[A-Z][A-Z.'-]*))?\s*{_BREAK_TAIL}[ \t]*"
+    return re.sub(pattern, " ", body, flags=re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    start: int
+    end: int
+    number: int
+
+
+def _paragraph_markers(text: str, start: int) -> list[_Marker]:
+    """Line-start numbers accepted as paragraph numbers: the best-scoring increasing chain.
+
+    Each candidate may be read as written or, without a pilcrow, with a mangled leading ``1`` dropped
+    (``13.`` → 3). A chain scores most for each number that follows its predecessor; a pilcrow-marked
+    number may skip ahead a little (a paragraph lost in transit), an unmarked one less. Numbers that fit
+    no good chain (lists inside paragraphs, pilcrows the site put on list items) stay paragraph text.
+    """
+    chain = _best_chain(text, start, _MARKER)
+    # "1)" numbers paragraphs in a few cables, but lists inside paragraphs far more often: only a cable
+    # with no "1." numbering is read that way.
+    return chain or _best_chain(text, start, _PAREN_MARKER)
+
+
+def _best_chain(text: str, start: int, marker: re.Pattern[str]) -> list[_Marker]:
+    candidates: list[tuple[re.Match[str], bool, list[int]]] = []
+    for m in marker.finditer(text, start):
+        raw = m.group("number") or m.groupdict().get("inline")
+        strong = bool(m.group("pilcrow") or m.groupdict().get("inline"))
+        if _looks_like_reference(text, m.end()):
+            continue
+        readings = [int(raw)]
+        if not strong and len(raw) >= 2 and raw[0] == "1" and int(raw[1:]) > 0:
+            readings.append(int(raw[1:]))
+        candidates.append((m, strong and bool(_starts_like_paragraph(text, m.end())) or bool(m.group("pilcrow")),
+                           readings))
+
+    # best[(i, value)] = (score, previous state) for a chain ending at candidate i read as value.
+    best: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
+    for i, (m, strong, readings) in enumerate(candidates):
+        plausible = _starts_like_paragraph(text, m.end())
+        for value in readings:
+            opening = 3.0 if value == 1 else (1.0 if value <= 3 and (strong or plausible) else None)
+            top = (opening, None) if opening is not None else None
+            for (j, previous), (score, _) in best.items():
+                if j >= i or previous >= value:
+                    continue
+                step = _step_score(value - previous, strong, plausible)
+                if step is not None and (top is None or score + step > top[0]):
+                    top = (score + step, (j, previous))
+            if top is not None:
+                best[(i, value)] = top
+    if not best:
+        return []
+    state: tuple[int, int] | None = max(best, key=lambda s: (best[s][0], -s[0]))
+    chain: list[_Marker] = []
+    while state is not None:
+        m = candidates[state[0]][0]
+        chain.append(_Marker(m.start(), m.end(), state[1]))
+        state = best[state][1]
+    return chain[::-1]
+
+
+def _step_score(gap: int, strong: bool, plausible: bool) -> float | None:
+    if gap == 1:
+        return 3.0
+    if strong and gap <= 5:
+        return 1.0
+    if plausible and gap <= 2:
+        return 0.5
+    return None
+
+
+def _looks_like_reference(text: str, at: int) -> bool:
+    # A numbered REF list ("1. STATE 12345") before any paragraph is not ¶1.
+    rest = text[at: text.find("\n", at) if "\n" in text[at:] else len(text)].strip()
+    return len(rest) < 80 and bool(re.match(r"^(?:\d{2}\s+)?[A-Z][A-Z ]{2,30}\s+\d{2,7}\b", rest))
+
+
+def _starts_like_paragraph(text: str, at: int) -> bool:
+    return bool(re.match(r"\s*(?:\(|[A-Z\"'])", text[at: at + 12]))
+
+
+def _split_paragraphs(text: str, lead_start: int, markers: list[_Marker],
+                      cable_id: str) -> tuple[tuple[Paragraph, ...], str | None]:
+    chunks: list[tuple[int, str]] = []
+    lead = text[lead_start: markers[0].start if markers else len(text)]
+    if markers:
+        chunks.append((0, lead))
+        for marker, following in zip(markers, [*markers[1:], None]):
+            chunks.append((marker.number, text[marker.end: following.start if following else len(text)]))
+    else:
+        chunks.extend((0, block) for block in re.split(r"\n[ \t]*\n", lead))
+
+    chunks, signer = _take_signer(chunks)
+    paragraphs: list[Paragraph] = []
+    heading: str | None = None
+    counter = 0
+    for number, raw in chunks:
+        body, next_heading = _take_trailing_heading(raw)
+        marking, clean = _take_marking(_squeeze(body))
+        if markers and number == 0:
+            clean = _strip_header_noise(clean)
+        if clean:
+            if not markers:
+                counter += 1
+            paragraphs.append(Paragraph(
+                cable_id=cable_id,
+                number=number if markers else counter,
+                text=clean,
+                marking=marking,
+                heading=heading if markers and number else None,
+                numbered=bool(markers),
+            ))
+        if markers and next_heading:
+            heading = next_heading
+    return tuple(paragraphs), signer
+
+
+def _take_trailing_heading(chunk: str) -> tuple[str, str | None]:
+    """Split off a section heading standing at the end of a chunk, before the next paragraph number.
+
+    A heading is a short block of its own (blank line before it), or a title between dash rules in
+    reflowed text; a block that ends like a sentence is the paragraph's own continuation.
+    """
+    chunk = re.sub(r"^[ \t]*[-=_]{3,}[ \t]*$", "", chunk, flags=re.MULTILINE).rstrip()
+    dashed = _DASH_HEADING.search(chunk)
+    if dashed:
+        return chunk[: dashed.start()], _squeeze(dashed.group(1)) or None
+    blocks = re.split(r"\n[ \t]*\n", chunk)
+    if len(blocks) < 2:
+        return chunk, None
+    candidate = _squeeze(blocks[-1])
+    if (0 < len(candidate) <= 100 and len(candidate.split()) <= 14
+            and not re.search(r"[.,;:\"')]$", candidate) and not candidate[0].islower()
+            and not _MARKING.match(candidate)):
+        return "\n\n".join(blocks[:-1]), candidate
+    return chunk, None
+
+
+def _take_signer(chunks: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], str | None]:
+    """The signer's name from the end of the last chunk, and the chunks without it (and what trails it)."""
+    if not chunks:
+        return chunks, None
+    number, last = chunks[-1]
+    # Only the last few hundred characters can hold the signature; scanning a whole paragraph is wasted work.
+    text = last[: _TAIL_JUNK.search(last, max(0, len(last) - 400)).start()]
+    m = _SIGNATURE.search("\n" + text)
+    if not m:
+        return chunks, None
+    group = "line" if m["line"] else "inline"
+    name = " ".join(dict.fromkeys(m[group].split()))  # "KUBISKE KUBISKE" signs once
+    before = text[: m.start(group) - 1].rstrip()
+    own_line_ok = not before or before[-1] in ".!?)\"':;-=_*/>" or before.endswith("XXXX") or (
+        name.isupper() and re.search(r"[a-z]", before[before.rfind("\n") + 1:]))
+    if set(name.upper().split()) & _NOT_NAMES or (m["line"] and not own_line_ok):
+        return chunks, None
+    return [*chunks[:-1], (number, before)], name
+
+
+def _take_marking(text: str) -> tuple[str | None, str]:
+    m = _MARKING.match(text)
+    if not m:
+        return None, text
+    return re.sub(r"\s+", "", m.group("marking")).upper(), text[m.end():].strip()
+
+
+def _strip_header_noise(lead: str) -> str:
+    # What is left of the preamble after the fields: handling lines ("SIPDIS", "(U)") are not lead text.
+    lead = re.sub(r"^(?:\(\s*[A-Z/]{1,6}\s*\)\s*|SIPDIS\s*|NOFORN\s*|[-=_\s]+)+", "", lead, flags=re.I)
+    return "" if _HEADER_NOISE.match(lead) or len(lead) < 3 else lead
+
+
+def _end_of_header_block(text: str, at: int) -> int:
+    """Past handling lines after the fields, for cables without numbers whose text starts at a blank line."""
+    gap = re.compile(r"\n[ \t]*\n")
+    while True:
+        m = gap.search(text, at)
+        if not m:
+            return at
+        block = text[at: m.start()]
+        if block.strip() and not _HEADER_NOISE.match(block) and not re.match(
+                r"\s*(?:[A-Z/ ]+\s+FOR\b|PASS\b|FOR\b)", block):
+            return at
+        at = m.end()
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _routing_field(routing: str, label: str, *, block: bool = False) -> str | None:
+    """``FM``'s value, or with ``block`` every line from ``TO``/``INFO`` until the next routing field."""
+    m = re.search(rf"^{label}\s+(.+)$", routing, re.MULTILINE)
+    if not m:
+        return None
+    if not block:
+        return m.group(1).strip()
+    stop = re.compile(r"^(?:INFO|BT|[A-Z ]*UNCLAS|[A-Z]\s?[A-Z]\s?[A-Z]\s|E\.O\.|TAGS|SUBJ)|^\s*$", re.M)
+    end = stop.search(routing, m.end() + 1)
+    return routing[m.start(1): end.start() if end else len(routing)]
+
+
+def _cable_id(line, dtg, routing: str) -> str | None:
+    number = line.number if line else None
+    if number is None:
+        de = re.search(r"^DE\s+\w+\s+#(\d+)", routing, re.MULTILINE)
+        number = int(de.group(1)) if de else None
+    if not line or not line.post or number is None or dtg is None:
+        return None
+    return f"{dtg.year % 100:02d}{line.post.replace(' ', '')}{number}"
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1

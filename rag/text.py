@@ -1,0 +1,52 @@
+"""Word-level helpers shared by citation checking, extractive answers and lexical search: stop-words, a crude
+stemmer, numbers and names, and the share of a claim's content words a text contains."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["NUMBER", "STOPWORDS", "WORD", "content_words", "names", "numbers", "overlap", "stem"]
+
+STOPWORDS = frozenset(
+    """a about above after again against all also although am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each either few for from further
+    had has have having he her here hers him his how however i if in into is it its itself just may might more
+    most much must my neither no nor not now of off on once only or other our out over own per same she should
+    since so some such than that the their theirs them then there these they this those though through thus to
+    too under until up upon very via was we were what when where whether which while who whom whose why will
+    with within without would yet you your
+    said says say saying noted notes stated states told tells reported reports according mentioned added
+    cable cables paragraph paragraphs embassy""".split()
+)
+WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def stem(word: str) -> str:
+    # Six letters is a crude stemmer, but it makes "Kazakhstani"/"Kazakhstan" and "tourism"/"tourists" agree.
+    word = re.sub(r"['’]s?$", "", word.lower())
+    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return word[:6]
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in WORD.findall(text) if len(w) > 2 and w.lower().strip("'’") not in STOPWORDS]
+
+
+def numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in NUMBER.findall(text)}
+
+
+def names(claim: str) -> list[str]:
+    """Capitalised words after the first (which any sentence capitalises): names and acronyms."""
+    words = WORD.findall(re.sub(r"^[\W\d_]+", "", claim))
+    return [w for w in words[1:] if w[0].isupper() and len(w) > 2 and w.lower() not in STOPWORDS]
+
+
+def overlap(claim: str, paragraph_text: str) -> float:
+    words = content_words(claim)
+    if not words:
+        return 0.0
+    stems = {stem(w) for w in WORD.findall(paragraph_text)}
+    return sum(stem(w) in stems for w in words) / len(words)

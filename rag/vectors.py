@@ -1,0 +1,147 @@
+"""The vector half of an index: an append-only float32 file, and the FAISS index built over its live rows.
+
+Inner product on L2-normalised vectors (cosine), FAISS ids = row numbers of ``vectors.f32`` (= ``vectors.rowid``
+in SQLite). The file is the source of truth: FAISS is rebuilt from it at the end of every build that changed
+something, so a killed build never leaves a FAISS file that disagrees with the database.
+
+The index type depends on size (:func:`build_faiss`): exact search up to ``EXACT_LIMIT`` vectors, where a
+query costs a few milliseconds; above it, IVF with 8-bit scalar quantisation, which keeps 2.5 million 384-d
+vectors in about 1 GB instead of 3.8 GB, with ``nprobe`` raised until recall@10 against exact search, measured
+on a sample of the vectors themselves, reaches ``TARGET_RECALL``. The choice and its measured recall are recorded
+in the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
+
+__all__ = ["EXACT_LIMIT", "TARGET_RECALL", "VectorFile", "build_faiss", "search_faiss"]
+
+EXACT_LIMIT = 400_000
+TARGET_RECALL = 0.95
+# Filtered searches over at most this many vectors read them and score them exactly: faster than FAISS with an
+# id selector at this size, and exact.
+SCAN_LIMIT = 60_000
+_CHUNK = 65_536
+
+
+class VectorFile:
+    """Rows of ``dim`` float32 values, appended in place; ``truncate`` drops rows a killed build left uncommitted."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path, self.dim = path, dim
+        self._row_bytes = dim * 4
+        self._map: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size // self._row_bytes if self.path.exists() else 0
+
+    def truncate(self, rows: int) -> None:
+        with open(self.path, "ab") as f:
+            f.truncate(rows * self._row_bytes)
+        self._map = None
+
+    def append(self, vectors: np.ndarray) -> int:
+        """Write ``vectors`` at the end, durably; returns the row number of the first."""
+        first = len(self)
+        with open(self.path, "ab") as f:
+            f.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        self._map = None
+        return first
+
+    def rows(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        if self._map is None or len(self._map) != len(self):
+            self._map = np.memmap(self.path, dtype=np.float32, mode="r", shape=(len(self), self.dim))
+        return np.asarray(self._map[np.asarray(ids, dtype=np.int64)])
+
+    def chunks(self, ids: np.ndarray) -> Any:
+        """(ids, vectors) in chunks of at most 65,536 rows, read without holding the whole file in memory."""
+        for first in range(0, len(ids), _CHUNK):
+            part = ids[first:first + _CHUNK]
+            yield part, self.rows(part)
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def build_faiss(vectors: VectorFile, ids: np.ndarray, *, exact_limit: int = EXACT_LIMIT,
+                seed: int = 0) -> tuple[faiss.Index, dict[str, Any]]:
+    """An index over the rows ``ids`` of ``vectors`` and a description of it for the manifest."""
+    faiss = _faiss()
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) <= exact_limit:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.dim))
+        for part, rows in vectors.chunks(ids):
+            index.add_with_ids(rows, part)
+        return index, {"type": "Flat", "exact": True, "recall@10": 1.0}
+    rng = np.random.default_rng(seed)
+    nlist = int(2 ** round(np.log2(4 * np.sqrt(len(ids)))))
+    index = faiss.index_factory(vectors.dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
+    train = np.sort(rng.choice(ids, size=min(len(ids), 50 * nlist), replace=False))
+    index.train(vectors.rows(train))
+    for part, rows in vectors.chunks(ids):
+        index.add_with_ids(rows, part)
+    nprobe, recall = _tune_nprobe(index, vectors, ids, rng)
+    index.nprobe = nprobe
+    return index, {"type": f"IVF{nlist},SQ8", "exact": False, "nprobe": nprobe, "recall@10": round(recall, 4)}
+
+
+def _tune_nprobe(index: Any, vectors: VectorFile, ids: np.ndarray, rng: np.random.Generator,
+                 queries: int = 200, k: int = 10) -> tuple[int, float]:
+    """Smallest power-of-two nprobe whose recall@10 against exact search reaches TARGET_RECALL."""
+    sample = vectors.rows(np.sort(rng.choice(ids, size=queries, replace=False)))
+    # Real questions are not copies of stored vectors: perturb them, so a vector never trivially finds itself.
+    probe = sample + rng.normal(scale=0.5 / np.sqrt(vectors.dim), size=sample.shape).astype(np.float32)
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    best = np.full((queries, k), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((queries, k), dtype=np.int64)
+    for part, rows in vectors.chunks(ids):
+        scores = probe @ rows.T
+        merged = np.concatenate([best, scores], axis=1)
+        merged_ids = np.concatenate([best_ids, np.broadcast_to(part, scores.shape)], axis=1)
+        top = np.argpartition(-merged, k - 1, axis=1)[:, :k]
+        best, best_ids = np.take_along_axis(merged, top, 1), np.take_along_axis(merged_ids, top, 1)
+    nprobe, recall = 1, 0.0
+    while nprobe <= index.nlist:
+        index.nprobe = nprobe
+        _, found = index.search(probe, k)
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, best_ids)]))
+        if recall >= TARGET_RECALL:
+            break
+        nprobe *= 2
+    return min(nprobe, index.nlist), recall
+
+
+def search_faiss(index: Any, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
+                 vectors: VectorFile | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the ``k`` nearest rows, best first, only among ``allowed`` rows when given."""
+    query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    if allowed is not None:
+        if len(allowed) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if vectors is not None and len(allowed) <= SCAN_LIMIT:
+            scores = vectors.rows(allowed) @ query[0]
+            top = np.argsort(-scores, kind="stable")[:k]
+            return scores[top], np.asarray(allowed)[top]
+        faiss = _faiss()
+        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        params = (faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe) if hasattr(index, "nprobe")
+                  else faiss.SearchParameters(sel=selector))
+        scores, ids = index.search(query, k, params=params)
+    else:
+        scores, ids = index.search(query, k)
+    keep = ids[0] >= 0
+    return scores[0][keep], ids[0][keep]
