@@ -16,10 +16,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from rag.citations import check_reply
 from rag.embed import Embedder, load_embedder
 from rag.errors import LLMError, QueryError
-from rag.extractive import ABSTAIN_MESSAGE, compose, judge, pick_sentences
+from rag.extractive import ABSTAIN_MESSAGE, compose, judge, long_date, pick_sentences
 from rag.index import Manifest, default_index_dir, open_index
 from rag.llm import NO_ANSWER, LLMConfig, build_messages, check_server, stream_chat
 from rag.models import Answer, Cable, Hit
@@ -78,6 +80,7 @@ class Assistant:
             return False, str(exc)
 
     def close(self) -> None:
+        self.searcher.close()
         self.index.close()
 
     def __enter__(self) -> Assistant:
@@ -153,19 +156,20 @@ class Assistant:
         chosen = self.filters(**filters).merged(inline)
         query = _retrieval_query(text, history)
         timings: dict[str, float] = {}
-        hits = self.searcher.search(query, k=k, filters=chosen)
+        vector = self.embedder.embed([query])[0]
+        hits = self.searcher.search(query, k=k, filters=chosen, query_vector=vector)
         timings["search_ms"] = _ms(started)
         if mode == "llm":
-            yield from self._llm_answer(question, text, hits, history, timings, started)
+            yield from self._llm_answer(question, text, hits, history, timings, started, vector)
             return
-        answer = self._extractive(question, text, hits, timings, started)
+        answer = self._extractive(question, text, hits, timings, started, vector)
         yield from _stream_text(answer.text)
         yield answer
 
     def _extractive(self, question: str, text: str, hits: list[Hit], timings: dict[str, float],
-                    started: float, *, notice: str | None = None) -> Answer:
+                    started: float, vector: np.ndarray, *, notice: str | None = None) -> Answer:
         composing = time.perf_counter()
-        extracts = pick_sentences(text, hits, self._idf)
+        extracts = pick_sentences(text, hits, self._idf, lambda sentences: self.embedder.embed(sentences) @ vector)
         verdict = judge(text, extracts, hits, years=self.searcher.years)
         if not verdict.answerable:
             timings.update(compose_ms=_ms(composing), total_ms=_ms(started))
@@ -176,7 +180,7 @@ class Assistant:
                       notice=notice, timings=timings)
 
     def _llm_answer(self, question: str, text: str, hits: list[Hit], history: Sequence[Mapping[str, str]],
-                    timings: dict[str, float], started: float) -> Iterator[str | Answer]:
+                    timings: dict[str, float], started: float, vector: np.ndarray) -> Iterator[str | Answer]:
         asking = time.perf_counter()
         reply = ""
         try:
@@ -186,7 +190,7 @@ class Assistant:
                 yield reply
         except LLMError as exc:
             timings["llm_ms"] = _ms(asking)
-            answer = self._extractive(question, text, hits, timings, started,
+            answer = self._extractive(question, text, hits, timings, started, vector,
                                       notice=f"LLM mode failed, so this is the extractive answer. {exc}")
             yield from _stream_text(answer.text)
             yield answer
@@ -236,8 +240,9 @@ def _retrieval_query(text: str, history: Sequence[Mapping[str, str]]) -> str:
 
 def _abstention(question: str, hits: list[Hit], reason: str, mode: str, timings: dict[str, float],
                 notice: str | None = None) -> Answer:
-    nearest = "\n".join(f"- [{h.ref}] {h.cable.origin or ''}, {h.cable.date:%-d %B %Y}: {h.cable.subject or ''}"
-                        if h.cable.date else f"- [{h.ref}] {h.cable.subject or ''}" for h in hits[:3])
+    nearest = "\n".join(
+        f"- [{h.ref}] {', '.join(p for p in (h.cable.origin, long_date(h.cable.date) if h.cable.date else None) if p)}"
+        f": {h.cable.subject or ''}" for h in hits[:3])
     text = f"{ABSTAIN_MESSAGE} {reason}"
     if nearest:
         text += f"\n\nNearest cables:\n{nearest}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,8 +127,15 @@ def open_index(folder: str | os.PathLike[str], *, embedder: Any = None) -> Index
     for name in (DATABASE, VECTORS, FAISS):
         if not (folder / name).exists():
             raise IndexCorruptError(f"index {folder} lacks {name}; rebuild it: `cablechat index PATH --index {folder}`")
-    store = Store(folder / DATABASE)
-    counts = store.counts()
+    store = None
+    try:
+        store = Store(folder / DATABASE)
+        counts = store.counts()
+    except sqlite3.DatabaseError as exc:  # a truncated or overwritten file, not a database
+        if store is not None:
+            store.close()
+        raise IndexCorruptError(f"cannot read {folder / DATABASE} ({exc}); rebuild the index into a new folder: "
+                                "`cablechat index PATH... --index NEW_DIR`") from exc
     if any(counts.get(k) != v for k, v in manifest.counts.items()):
         store.close()
         raise IndexCorruptError(
@@ -147,4 +155,11 @@ def open_index(folder: str | os.PathLike[str], *, embedder: Any = None) -> Index
         raise IndexCorruptError(
             f"{folder / FAISS} holds {index.ntotal} vectors of {index.d} dimensions, the manifest "
             f"{counts['vectors']} of {manifest.dim}; run `cablechat index PATH... --index {folder}` again")
-    return Index(folder, manifest, store, VectorFile(folder / VECTORS, manifest.dim), index)
+    vectors = VectorFile(folder / VECTORS, manifest.dim)
+    if len(vectors) != counts["vector_rows"]:
+        store.close()
+        raise IndexCorruptError(
+            f"{folder / VECTORS} holds {len(vectors)} vectors, the database {counts['vector_rows']}; the file was "
+            "cut or changed after its build: rebuild the index into a new folder: `cablechat index PATH... --index "
+            "NEW_DIR`")
+    return Index(folder, manifest, store, vectors, index)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from rag.embed import Embedder
+from rag.errors import IndexCorruptError
 from rag.index import DATABASE, FAISS, MANIFEST, VECTORS, Manifest, check_model
 from rag.loaders import LoadReport, load_cables
 from rag.models import Cable
@@ -89,14 +91,28 @@ class _Builder:
     def __init__(self, folder: Path, embedder: Embedder) -> None:
         self.folder, self.embedder = folder, embedder
         folder.mkdir(parents=True, exist_ok=True)
-        self.store = Store(folder / DATABASE, create=True)
-        model, dim = self.store.meta("model"), self.store.meta("dim")
-        if model is not None and dim is not None:
-            check_model(folder, model, int(dim), embedder)
-        else:
-            self.store.set_meta(model=embedder.name, dim=str(embedder.dim), vectors_committed="0")
-        self.vectors = VectorFile(folder / VECTORS, embedder.dim)
-        committed = int(self.store.meta("vectors_committed") or 0)
+        try:
+            self.store = Store(folder / DATABASE, create=True)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"cannot open {folder / DATABASE} ({exc}); rebuild the index into a new folder: "
+                                    "`cablechat index PATH... --index NEW_DIR`") from exc
+        try:
+            model, dim = self.store.meta("model"), self.store.meta("dim")
+            if model is not None and dim is not None:
+                check_model(folder, model, int(dim), embedder)
+            else:
+                self.store.set_meta(model=embedder.name, dim=str(embedder.dim), vectors_committed="0")
+            self.vectors = VectorFile(folder / VECTORS, embedder.dim)
+            committed = int(self.store.meta("vectors_committed") or 0)
+            if len(self.vectors) < committed:
+                # Truncating "up" would fill the missing rows with zeros: the file lost rows a commit vouched for.
+                raise IndexCorruptError(
+                    f"{folder / VECTORS} holds {len(self.vectors)} vectors but {committed} were committed; it was "
+                    "cut or replaced after a build: rebuild the index into a new folder: `cablechat index PATH... "
+                    "--index NEW_DIR`")
+        except BaseException:
+            self.store.close()
+            raise
         if len(self.vectors) != committed:
             self.vectors.truncate(committed)  # rows of a batch that was killed before its commit
         self.changed = not (folder / MANIFEST).exists() or not (folder / FAISS).exists()
@@ -189,10 +205,13 @@ def build_index(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.Pat
     report = report if report is not None else LoadReport()
     builder = _Builder(Path(index_dir), embedder)
     try:
-        # A first, cheap pass (parsing only) tells how much work there is, so the bar can show an ETA.
-        fingerprints = {c.id: cable_fingerprint(c) for path in paths for c in load_cables(path)}
-        stored = builder.store.fingerprints(list(fingerprints)) if fingerprints else {}
-        work = sum(stored.get(i) != f for i, f in fingerprints.items())
+        # A first, cheap pass (parsing only) tells how much work there is, so the bar can show an ETA; without a
+        # bar it would only parse everything twice.
+        work = 0
+        if progress:
+            fingerprints = {c.id: cable_fingerprint(c) for path in paths for c in load_cables(path)}
+            stored = builder.store.fingerprints(list(fingerprints)) if fingerprints else {}
+            work = sum(stored.get(i) != f for i, f in fingerprints.items())
         bar = _bar(work, progress)
         added = replaced = skipped = written = 0
         seen: set[str] = set()

@@ -4,13 +4,23 @@ Filters are applied inside each search, never to a cut top-k: the dense side sea
 rows, the BM25 side only the allowed paragraphs, so a filter never returns fewer hits than exist.
 
 Hybrid is weighted reciprocal rank fusion of the two candidate lists (each ``CANDIDATES`` long); a paragraph
-found by one method only still counts. The weights were tuned on the dev questions (benchmarks/search.py).
+found by one method only still counts. A summary paragraph ("Summary: ...", or under a Summary heading) counts
+``SUMMARY_WEIGHT`` of its score: it restates in brief what a later paragraph says in detail, and the detail is what
+a citation should point at. Constants were tuned on the dev questions (benchmarks/search.py): RRF_K 10 over 60,
+the context column at full weight and the summary weight each added 0.02-0.05 MRR@10; with 55 questions, values
+were kept at the middle of the plateaus rather than at the best point.
+
+BM25 leaves out query words found in more than ``COMMON_SHARE`` of paragraphs ("us", "discussed", a month):
+scoring every paragraph that holds them costs most of a query's time and they barely move the ranking. The BM25
+query runs in a worker thread while the question is embedded and searched densely.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +34,7 @@ from rag.errors import QueryError
 from rag.index import Index
 from rag.models import Hit
 from rag.query import Filters
-from rag.text import STOPWORDS
+from rag.text import STOPWORDS, is_summary
 from rag.vectors import search_faiss
 
 __all__ = ["METHODS", "Method", "Searcher"]
@@ -32,10 +42,12 @@ __all__ = ["METHODS", "Method", "Searcher"]
 Method = Literal["hybrid", "dense", "bm25"]
 METHODS: tuple[Method, ...] = ("hybrid", "dense", "bm25")
 CANDIDATES = 100
-RRF_K = 60
+RRF_K = 10
 WEIGHTS = {"dense": 1.0, "bm25": 1.0}
 # FTS5 column weights: the paragraph's own words, then its cable's context line.
-BM25_WEIGHTS = (1.0, 0.4)
+BM25_WEIGHTS = (1.0, 1.0)
+SUMMARY_WEIGHT = 0.7
+COMMON_SHARE = 0.1
 MAX_QUERY_CHARS = 2000
 _TERM = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 # FTS5 query syntax words, which must not be read as operators.
@@ -51,6 +63,9 @@ class _Where:
 class Searcher:
     def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index, self.embedder = index, embedder
+        self._df: dict[str, int] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         row = self.db.execute("SELECT min(year), max(year) FROM cables").fetchone()
         self.years = (row[0], row[1])
 
@@ -68,6 +83,7 @@ class Searcher:
             clauses.append("c.origin LIKE ? ESCAPE '\\'")
             params.append(f"%{_like(filters.origin)}%")
             self._check(clauses[-1], params[-1:], "origin", filters.origin, "SELECT DISTINCT origin FROM cables")
+        dates: list[str] = []
         for bound, op in ((filters.date_from, ">="), (filters.date_to, "<")):
             if bound is None:
                 continue
@@ -75,8 +91,11 @@ class Searcher:
             if first is None or not first - 1 <= bound.year <= last + 1:
                 raise QueryError(f"date {bound.isoformat()} is outside the indexed cables' dates ({first}–{last}); "
                                  "choose a date in that range")
+            dates.append((bound if op == ">=" else bound + timedelta(days=1)).isoformat())
             clauses.append(f"c.date {op} ?")
-            params.append((bound if op == ">=" else bound + timedelta(days=1)).isoformat())
+            params.append(dates[-1])
+        if dates:
+            self._check_dates(" AND ".join(clauses[-len(dates):]), dates, filters)
         if filters.classification:
             value = filters.classification.upper()
             if value in ("UNCLASSIFIED", "CONFIDENTIAL", "SECRET", "TOP SECRET", "UNCLAS"):
@@ -101,11 +120,29 @@ class Searcher:
         if self.db.execute(f"SELECT 1 FROM cables c WHERE {clause} LIMIT 1", params).fetchone():
             return
         known = [r[0] for r in self.db.execute(known_sql) if r[0]]
-        close = difflib.get_close_matches(value.upper(), [k.upper() for k in known], n=3, cutoff=0.6)
-        lookup = {k.upper(): k for k in known}
-        hint = (f"did you mean {', '.join(repr(lookup[c]) for c in close)}?" if close
+        # A value is also matched by its last words, so that "Moskow" finds "Embassy Moscow".
+        lookup: dict[str, str] = {}
+        for k in known:
+            words = k.upper().split()
+            for i in range(len(words)):
+                lookup.setdefault(" ".join(words[i:]), k)
+        close = list(dict.fromkeys(lookup[c] for c in difflib.get_close_matches(value.upper(), lookup, n=6,
+                                                                                 cutoff=0.6)))[:3]
+        hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
                 else f"{len(known)} values are indexed, e.g. {', '.join(sorted(known)[:5])}")
         raise QueryError(f"no indexed cable has {name} {value!r}; {hint}")
+
+    def _check_dates(self, clause: str, bounds: list[str], filters: Filters) -> None:
+        """A date range inside the indexed years can still fall between cables: say which dates are nearest."""
+        if self.db.execute(f"SELECT 1 FROM cables c WHERE {clause} LIMIT 1", bounds).fetchone():
+            return
+        start, stop = bounds[0], bounds[-1]  # the range is [start, stop): stop is the day after date_to
+        before = self.db.execute("SELECT max(date) FROM cables WHERE date < ?", (start,)).fetchone()[0]
+        after = self.db.execute("SELECT min(date) FROM cables WHERE date >= ?", (stop,)).fetchone()[0]
+        asked = " ".join(f"{word} {bound.isoformat()}" for word, bound in
+                         (("from", filters.date_from), ("to", filters.date_to)) if bound)
+        nearest = " and ".join(d[:10] for d in (before, after) if d)
+        raise QueryError(f"no indexed cable is dated {asked}; the nearest cables are dated {nearest}")
 
     def count(self, filters: Filters) -> int:
         """How many cables pass ``filters`` together."""
@@ -128,12 +165,32 @@ class Searcher:
         where = self.where(filters) if filters else None
         ranked: dict[str, list[tuple[int, float]]] = {}
         depth = max(CANDIDATES, k)
+        lexical = self._worker().submit(self.bm25, self.rare_terms(terms), depth, where) if method != "dense" else None
         if method in ("hybrid", "dense"):
             vector = query_vector if query_vector is not None else self.embedder.embed([query])[0]
             ranked["dense"] = self.dense(vector, depth, where)
-        if method in ("hybrid", "bm25"):
-            ranked["bm25"] = self.bm25(terms, depth, where)
+        if lexical is not None:
+            ranked["bm25"] = lexical.result()
         return self._hits(ranked, k)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bm25")
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    def rare_terms(self, terms: Sequence[str]) -> list[str]:
+        """``terms`` without those too common to rank by; the rarest few when all of them are common."""
+        total = self.index.manifest.counts.get("paragraphs", 0)
+        for term in terms:
+            if term not in self._df:
+                self._df[term] = self.db.execute("SELECT count(*) FROM fts WHERE fts MATCH ?", (f'"{term}"',)).fetchone()[0]
+        rare = [t for t in terms if self._df[t] <= COMMON_SHARE * total]
+        return rare or sorted(terms, key=lambda t: self._df[t])[:3]
 
     def dense(self, vector: np.ndarray, depth: int, where: _Where | None) -> list[tuple[int, float]]:
         """(paragraph rowid, cosine) best first; a paragraph's score is that of its best window."""
@@ -181,12 +238,21 @@ class Searcher:
             order = [rowid for rowid, _ in ranked[method]][:k]
             score_of = {rowid: raw[rowid][method] for rowid in order}
         else:
+            for rowid in self._summaries(list(fused)):
+                fused[rowid] *= SUMMARY_WEIGHT
             order = sorted(fused, key=lambda r: (-fused[r], min(ranks[r].values())))[:k]
             score_of = fused
         found = self.index.store.paragraphs(order)
         return [Hit(paragraph=found[r][0], cable=found[r][1], score=round(score_of[r], 6), ranks=ranks[r],
                     scores={m: round(s, 6) for m, s in raw[r].items()})
                 for r in order if r in found]
+
+
+    def _summaries(self, rowids: list[int]) -> set[int]:
+        rows = self.db.execute(
+            f"SELECT rowid, substr(text, 1, 40), heading FROM paragraphs WHERE rowid IN ({','.join('?' * len(rowids))})",
+            rowids)
+        return {r for r, head, heading in rows if is_summary(head, heading)}
 
 
 def fts_terms(query: str) -> list[str]:

@@ -75,12 +75,17 @@ class Store:
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
         uri = f"file:{path}" + ("" if create else "?mode=ro")
-        self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL" if create else "PRAGMA query_only=1")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # Each thread opens its own Store (rag.index.Index.store); the flag only lets the owner close them all at the end.
+        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        # The default rollback journal, not WAL: with WAL every reader leaves -wal and -shm files beside the
+        # database (so an unchanged index's folder changes) and needs write access to the folder to open it.
+        if not create:
+            self.db.execute("PRAGMA query_only=1")
         if create:
             self.db.executescript(_SCHEMA)
-            self.set_meta(schema=str(SCHEMA_VERSION))
+            if self.meta("schema") != str(SCHEMA_VERSION):
+                # Only when missing or stale: rewriting it on every open changed the file of an unchanged index.
+                self.set_meta(schema=str(SCHEMA_VERSION))
 
     def close(self) -> None:
         self.db.close()
@@ -106,8 +111,12 @@ class Store:
     # -- writing -------------------------------------------------------------------------------------------
 
     def fingerprints(self, ids: Sequence[str]) -> dict[str, str]:
-        marks = ",".join("?" * len(ids))
-        return dict(self.db.execute(f"SELECT id, fingerprint FROM cables WHERE id IN ({marks})", list(ids)))
+        found: dict[str, str] = {}
+        for first in range(0, len(ids), 500):  # SQLite caps the number of ? in one statement
+            part = list(ids[first:first + 500])
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(f"SELECT id, fingerprint FROM cables WHERE id IN ({marks})", part))
+        return found
 
     def known_vectors(self, hashes: Iterable[str]) -> dict[str, int]:
         """Vector rows already holding the embedding of these texts (by hash), live or left by a replaced cable."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["NUMBER", "STOPWORDS", "WORD", "content_words", "names", "numbers", "overlap", "stem"]
+__all__ = ["NUMBER", "STOPWORDS", "WORD", "content_words", "is_summary", "names", "numbers", "overlap", "stem"]
 
 STOPWORDS = frozenset(
     """a about above after again against all also although am an and any are as at be because been before
@@ -16,7 +16,7 @@ STOPWORDS = frozenset(
     too under until up upon very via was we were what when where whether which while who whom whose why will
     with within without would yet you your
     said says say saying noted notes stated states told tells reported reports according mentioned added
-    cable cables paragraph paragraphs embassy""".split()
+    cable cables paragraph paragraphs embassy regarding concerning""".split()
 )
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -50,3 +50,15 @@ def overlap(claim: str, paragraph_text: str) -> float:
         return 0.0
     stems = {stem(w) for w in WORD.findall(paragraph_text)}
     return sum(stem(w) in stems for w in words) / len(words)
+
+
+_SUMMARY = re.compile(r"\W*(?:begin |executive )?summary\b", re.IGNORECASE)
+
+
+def is_summary(text: str, heading: str | None) -> bool:
+    """Whether a paragraph is its cable's summary ("Summary: ...", or under a Summary heading).
+
+    A summary restates in brief what later paragraphs say in detail, and the detail is what a citation should
+    point at, so search and extractive answers weigh summaries down.
+    """
+    return bool(_SUMMARY.match(text[:40]) or (heading and _SUMMARY.match(heading)))

@@ -7,8 +7,12 @@ something, so a killed build never leaves a FAISS file that disagrees with the d
 The index type depends on size (:func:`build_faiss`): exact search up to ``EXACT_LIMIT`` vectors, where a
 query costs a few milliseconds; above it, IVF with 8-bit scalar quantisation, which keeps 2.5 million 384-d
 vectors in about 1 GB instead of 3.8 GB, with ``nprobe`` raised until recall@10 against exact search, measured
-on a sample of the vectors themselves, reaches ``TARGET_RECALL``. The choice and its measured recall are recorded
-in the manifest.
+on a sample of the vectors themselves, reaches ``TARGET_RECALL``. Approximate results are then re-scored with the
+exact vectors from the file (``REFINE`` times as many as asked for), so quantisation changes which rows are found
+but never their order. The choice and its measured recall are recorded in the manifest.
+
+On 2 cores an exact search over the 77,000 windows of the 6,712-cable corpus took 12 ms, most of a 20 ms budget
+for a whole query; IVF with refinement takes about 1 ms.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EXACT_LIMIT", "TARGET_RECALL", "VectorFile", "build_faiss", "search_faiss"]
 
-EXACT_LIMIT = 400_000
-TARGET_RECALL = 0.95
+EXACT_LIMIT = 50_000
+TARGET_RECALL = 0.97
+REFINE = 2
 # Filtered searches over at most this many vectors read them and score them exactly: faster than FAISS with an
 # id selector at this size, and exact.
 SCAN_LIMIT = 60_000
@@ -102,9 +107,12 @@ def build_faiss(vectors: VectorFile, ids: np.ndarray, *, exact_limit: int = EXAC
 def _tune_nprobe(index: Any, vectors: VectorFile, ids: np.ndarray, rng: np.random.Generator,
                  queries: int = 200, k: int = 10) -> tuple[int, float]:
     """Smallest power-of-two nprobe whose recall@10 against exact search reaches TARGET_RECALL."""
+    queries = min(queries, len(ids))  # an index just above a small exact_limit has fewer vectors than queries
     sample = vectors.rows(np.sort(rng.choice(ids, size=queries, replace=False)))
-    # Real questions are not copies of stored vectors: perturb them, so a vector never trivially finds itself.
-    probe = sample + rng.normal(scale=0.5 / np.sqrt(vectors.dim), size=sample.shape).astype(np.float32)
+    # Real questions are not copies of stored vectors: a question's best paragraph is typically at cosine 0.5-0.6.
+    # Noise of 1.5 times the vector's length puts a probe at about cosine 0.55 from the vector it came from; on the
+    # corpus index, recall measured so matched that of the dev questions within 0.01 at every nprobe.
+    probe = sample + rng.normal(scale=1.5 / np.sqrt(vectors.dim), size=sample.shape).astype(np.float32)
     probe /= np.linalg.norm(probe, axis=1, keepdims=True)
     best = np.full((queries, k), -np.inf, dtype=np.float32)
     best_ids = np.zeros((queries, k), dtype=np.int64)
@@ -127,21 +135,33 @@ def _tune_nprobe(index: Any, vectors: VectorFile, ids: np.ndarray, rng: np.rando
 
 def search_faiss(index: Any, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
                  vectors: VectorFile | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) of the ``k`` nearest rows, best first, only among ``allowed`` rows when given."""
+    """(scores, ids) of the ``k`` nearest rows, best first, only among ``allowed`` rows when given.
+
+    With ``vectors``, a small ``allowed`` set is scored exactly from the file, and an approximate index's
+    candidates are re-scored exactly.
+    """
     query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    if allowed is not None and len(allowed) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    if allowed is not None and vectors is not None and len(allowed) <= SCAN_LIMIT:
+        return _exact(vectors, np.asarray(allowed, dtype=np.int64), query[0], k)
+    approximate = hasattr(index, "nprobe")
+    wanted = k * REFINE if approximate and vectors is not None else k
     if allowed is not None:
-        if len(allowed) == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        if vectors is not None and len(allowed) <= SCAN_LIMIT:
-            scores = vectors.rows(allowed) @ query[0]
-            top = np.argsort(-scores, kind="stable")[:k]
-            return scores[top], np.asarray(allowed)[top]
         faiss = _faiss()
         selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
-        params = (faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe) if hasattr(index, "nprobe")
+        params = (faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe) if approximate
                   else faiss.SearchParameters(sel=selector))
-        scores, ids = index.search(query, k, params=params)
+        scores, ids = index.search(query, wanted, params=params)
     else:
-        scores, ids = index.search(query, k)
-    keep = ids[0] >= 0
-    return scores[0][keep], ids[0][keep]
+        scores, ids = index.search(query, wanted)
+    found = ids[0][ids[0] >= 0]
+    if approximate and vectors is not None:
+        return _exact(vectors, np.sort(found), query[0], k)
+    return scores[0][: len(found)], found
+
+
+def _exact(vectors: VectorFile, rows: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores = vectors.rows(rows) @ query
+    top = np.argsort(-scores, kind="stable")[:k]
+    return scores[top], rows[top]

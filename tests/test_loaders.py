@@ -11,25 +11,18 @@ import json
 import logging
 import shutil
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS, SEED_IDS, SEEDS, corpus_lines, needs_corpus, seed_texts
 
 from rag import formats
 from rag.formats import INVALID_UTF8, Record, read_html_page, read_jsonl, unwrap_row
 from rag.loaders import LoadReport, detect_format, load_cables, merge
 from rag.models import Cable, Paragraph
 
-REPO = Path(__file__).resolve().parents[1]
-SEEDS = REPO / "seeds"
-CORPUS = REPO.parent / "shared" / "corpus"
-JSONL_GZ = CORPUS / "cablegate-6712.jsonl.gz"
 HTML_SAMPLES = CORPUS / "raw_html_samples"
 CSV_SAMPLE = CORPUS / "cables_csv_sample" / "cables_sample.csv"
-
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"shared corpus not found at {CORPUS}")
-SEED_IDS = {"09ASTANA664", "09MOSCOW2809"}
 
 
 def utc(*parts: int) -> datetime:
@@ -41,10 +34,6 @@ def load(path: Path) -> tuple[list[Cable], LoadReport]:
     return list(load_cables(path, report=report)), report
 
 
-def seed_texts() -> list[str]:
-    return [p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))]
-
-
 def csv_row(number: int, cable_id: str, text: str, *, header: str = "") -> str:
     """A cables.csv row as the dump writes it: quoted fields, backslash-escaped quotes."""
 
@@ -53,11 +42,6 @@ def csv_row(number: int, cable_id: str, text: str, *, header: str = "") -> str:
 
     fields = [str(number), "4/17/2009 12:08", cable_id, "Embassy Somewhere", "UNCLASSIFIED", "", header, text]
     return ",".join(map(quoted, fields)) + "\n"
-
-
-def corpus_lines(count: int) -> list[bytes]:
-    with gzip.open(JSONL_GZ, "rb") as stream:
-        return list(islice(stream, count))
 
 
 # --- text files and folders (no shared corpus needed) ------------------------------------------------------
