@@ -57,8 +57,16 @@ if TYPE_CHECKING:
     from rag.api import ask, search
     from rag.assistant import Assistant
     from rag.embed import FakeEmbedder, load_embedder
-    from rag.errors import (CableChatError, CableParseError, IndexCorruptError, IndexError_, IndexMismatchError,
-                            IndexMissingError, LLMError, QueryError)
+    from rag.errors import (
+        CableChatError,
+        CableParseError,
+        IndexCorruptError,
+        IndexError_,
+        IndexMismatchError,
+        IndexMissingError,
+        LLMError,
+        QueryError,
+    )
     from rag.indexer import BuildSummary, build_index
     from rag.llm import LLMConfig
     from rag.loaders import LoadReport, load_cables

@@ -143,7 +143,12 @@ class Assistant:
 
     def ask_stream(self, question: str, *, k: int = 8, mode: Mode = "extractive",
                    history: Sequence[Mapping[str, str]] = (), **filters: Any) -> Iterator[str | Answer]:
-        """Yield the answer's text as it grows (each a longer prefix of the final text), then the Answer."""
+        """Yield the answer's text as it should be shown now, then the finished Answer.
+
+        Each text replaces the one before. It usually grows, but it can change: the checked version of an LLM reply
+        (citations cleaned, unsupported sentences marked) replaces the raw one, and the extractive answer replaces
+        a reply the server broke off.
+        """
         started = time.perf_counter()
         if mode not in MODES:
             raise QueryError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")

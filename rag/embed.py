@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
-import shutil
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Protocol,
+    cast,
+    get_args,
+    runtime_checkable,
+)
 
 import numpy as np
 
@@ -35,12 +40,10 @@ Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-# Bump when the exported graph or its quantisation changes, so that stale exports are not reused.
-_EXPORT_VERSION = 1
 # Small batches pad less; these were the fastest per backend on 2 CPU cores (benchmarks/embed.py).
 _BATCH_SIZE: dict[str, int] = {"torch": 32, "torch-bf16": 16, "onnx": 8, "onnx-int8": 8, "gpu": 128}
 # ONNX graph input → its tokenizers.Encoding field.
-_ONNX_INPUTS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+ONNX_INPUTS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 
 
 @runtime_checkable
@@ -176,7 +179,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     return model, model
 
 
-def _load_sentence_transformer(source: str, *, device: str, **model_kwargs: Any) -> Any:
+def load_sentence_transformer(source: str, *, device: str, **model_kwargs: Any) -> Any:
     # Set before the first import of huggingface_hub, which reads them once: models come from disk, never the hub.
     os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
@@ -231,8 +234,8 @@ class SentenceTransformerEmbedder:
         import torch
 
         options = {"dtype": torch.bfloat16} if self.backend == "torch-bf16" else {}
-        self._st = _load_sentence_transformer(self.source, device=self.device, **options)
-        self.dim, self.max_seq_length = _embedding_dim(self._st), int(self._st.max_seq_length)
+        self._st = load_sentence_transformer(self.source, device=self.device, **options)
+        self.dim, self.max_seq_length = embedding_dim(self._st), int(self._st.max_seq_length)
         if not getattr(self._st.tokenizer, "is_fast", False):
             raise CableChatError(
                 f"model {self.name!r} has no fast tokenizer (tokenizer.json), which windows() needs to map tokens "
@@ -243,9 +246,11 @@ class SentenceTransformerEmbedder:
     def _init_onnx(self, cache_dir: Path) -> str:
         import onnxruntime as ort
 
-        folder = cache_dir / "onnx" / _cache_key(self.name, self.source)
+        from rag.onnx_export import cache_key, export_onnx
+
+        folder = cache_dir / "onnx" / cache_key(self.name, self.source)
         if not (folder / "meta.json").is_file():
-            _export_onnx(self.source, folder)
+            export_onnx(self.source, folder)
         meta = json.loads((folder / "meta.json").read_text())
         self.dim, self.max_seq_length = meta["dim"], meta["max_seq_length"]
         self._inputs, self._pad_id, self._lower = meta["inputs"], meta["pad_id"], meta["do_lower_case"]
@@ -279,7 +284,7 @@ class SentenceTransformerEmbedder:
             feed["input_ids"].fill(self._pad_id)
             for r, i in enumerate(rows):
                 for name in self._inputs:
-                    feed[name][r, : len(encodings[i].ids)] = getattr(encodings[i], _ONNX_INPUTS[name])
+                    feed[name][r, : len(encodings[i].ids)] = getattr(encodings[i], ONNX_INPUTS[name])
             out[rows] = self._session.run(None, feed)[0]
         return _unit_rows(out)
 
@@ -306,82 +311,9 @@ def _plain_tokenizer(spec: str) -> Tokenizer:
     return tokenizer
 
 
-def _embedding_dim(st: Any) -> int:
+def embedding_dim(st: Any) -> int:
     # sentence-transformers 6 renamed the method and deprecated the old name; pyproject allows >= 3.0.
     return int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)())
-
-
-def _cache_key(name: str, source: str) -> str:
-    """Folder name for one model's export; it changes when the model's files or the export recipe change."""
-    path = Path(source)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
-    stamp = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    digest = hashlib.sha256(json.dumps([_EXPORT_VERSION, source, stamp]).encode()).hexdigest()[:12]
-    return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{digest}"
-
-
-def _export_onnx(source: str, folder: Path) -> None:
-    """Write model.onnx (fp32), model-int8.onnx, tokenizer.json and meta.json into ``folder``, atomically."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    st = _load_sentence_transformer(source, device="cpu")
-    tokenizer = st.tokenizer
-    example = tokenizer(["a short text", "a longer text, to pad the first one"], padding=True, return_tensors="pt")
-    inputs = list(example.keys())
-    prompt = getattr(st, "default_prompt_name", None)
-    if not set(inputs) <= set(_ONNX_INPUTS) or not getattr(tokenizer, "is_fast", False) or prompt:
-        raise CableChatError(
-            f"model {source!r} takes inputs {inputs}, lacks a fast tokenizer or adds the prompt {prompt!r} to every "
-            "text, and the ONNX backends handle none of these; use backend='torch'"
-        )
-
-    class Graph(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.st = st
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return cast(torch.Tensor, self.st(dict(zip(inputs, tensors)))["sentence_embedding"])
-
-    scratch = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
-        scratch.mkdir(parents=True)
-    except OSError as exc:
-        raise CableChatError(
-            f"cannot write the ONNX export of {source!r} under {folder.parent} ({exc}); pass cache_dir= a writable "
-            "folder, or set XDG_CACHE_HOME"
-        ) from exc
-    try:
-        axes = {name: {0: "batch", 1: "tokens"} for name in inputs} | {"embedding": {0: "batch"}}
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer warnings about branches that are fixed at inference
-            torch.onnx.export(
-                Graph().eval(), tuple(example[n] for n in inputs), str(scratch / "model.onnx"), input_names=inputs,
-                output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False,
-            )
-        # Per-channel weights, MatMuls only: per-tensor weights, or quantised embedding lookups too, gave cosine 0.95
-        # to fp32 instead of 0.994, and no more speed.
-        logging.disable(logging.WARNING)  # its advice to pre-process first fails on this graph
-        try:
-            quantize_dynamic(
-                scratch / "model.onnx", scratch / "model-int8.onnx", weight_type=QuantType.QInt8, per_channel=True,
-                op_types_to_quantize=["MatMul"],
-            )
-        finally:
-            logging.disable(logging.NOTSET)
-        (scratch / "tokenizer.json").write_text(tokenizer.backend_tokenizer.to_str())
-        meta = {"source": source, "dim": _embedding_dim(st), "max_seq_length": int(st.max_seq_length), "inputs": inputs,
-                "pad_id": int(tokenizer.pad_token_id or 0), "do_lower_case": bool(getattr(st[0], "do_lower_case", 0))}
-        (scratch / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            scratch.rename(folder)
-        except OSError:
-            if not (folder / "meta.json").is_file():  # else another process exported it first, which is as good
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def load_embedder(model: str | None = None, *, backend: str | None = None) -> Embedder:

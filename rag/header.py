@@ -15,13 +15,17 @@ from datetime import datetime, timezone
 __all__ = [
     "ClassificationLine",
     "Fields",
+    "drop_header_repeat",
     "find_classification_line",
     "find_date",
     "find_dtg",
     "find_fields",
+    "full_year",
     "normalise_origin",
     "parse_addressees",
     "parse_references",
+    "reference_of",
+    "routing_field",
 ]
 
 _MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)}
@@ -65,9 +69,9 @@ def find_dtg(text: str) -> datetime | None:
     """The first date-time group in ``text``, as an aware UTC datetime."""
     for m in _DTG.finditer(text):
         day, hour, minute, month, year = m.groups()
-        full_year = int(year) if len(year) == 4 else _century(int(year))
+        whole = int(year) if len(year) == 4 else full_year(int(year))
         try:
-            return datetime(full_year, _MONTHS[month.upper()], int(day), int(hour), int(minute),
+            return datetime(whole, _MONTHS[month.upper()], int(day), int(hour), int(minute),
                             tzinfo=timezone.utc)
         except ValueError:
             continue
@@ -91,7 +95,8 @@ def find_date(text: str) -> datetime | None:
     return None
 
 
-def _century(two_digits: int) -> int:
+def full_year(two_digits: int) -> int:
+    """The year of a DTG's or a reference's two digits."""
     # The Cablegate release spans 1966–2010: a two-digit year above 50 is from the 1900s.
     return 1900 + two_digits if two_digits > 50 else 2000 + two_digits
 
@@ -121,6 +126,49 @@ def find_classification_line(text: str) -> ClassificationLine | None:
     return first
 
 
+# The one-line header repeat ending a release the site cut short: the classification line with its
+# six-digit number, then E.O., then TAGS and their codes to the end of the line.
+_HEADER_REPEAT = (
+    re.compile(r"\b\d{6}\b"), re.compile(r"\bE\.\s?O\."), re.compile(r"\bTAGS\b:?(?:[ \t,]+[A-Z][A-Z0-9_]{1,7})+$"))
+
+
+def drop_header_repeat(text: str) -> str:
+    """``text`` without the one-line repeat of its header that ends a release the site cut short
+    (08STOCKHOLM510): it is no text of the cable, and would read as a paragraph or as its fields."""
+    cut = text.rstrip().rfind("\n")
+    last = text[cut + 1:].strip()
+    at = 0
+    for part in _HEADER_REPEAT:
+        m = part.search(last, at) if 0 < cut and len(last) < 700 else None
+        if m is None:
+            return text
+        at = m.end()
+    return text[:cut]
+
+
+def routing_field(routing: str, label: str, *, block: bool = False) -> str | None:
+    """``FM``'s value, or with ``block`` every line from ``TO``/``INFO`` until the next routing field."""
+    m = re.search(rf"^{label}\s+(.+)$", routing, re.MULTILINE)
+    if not m:
+        return None
+    if not block:
+        return m.group(1).strip()
+    stop = re.compile(r"^(?:INFO|BT|[A-Z ]*UNCLAS|[A-Z]\s?[A-Z]\s?[A-Z]\s|E\.O\.|TAGS|SUBJ)|^\s*$", re.M)
+    end = stop.search(routing, m.end() + 1)
+    return routing[m.start(1): end.start() if end else len(routing)]
+
+
+def reference_of(line: ClassificationLine | None, dtg: datetime | None, routing: str) -> str | None:
+    """The cable's reference, e.g. 09ASTANA664: DTG year, post and number (from the ``DE`` line if need be)."""
+    number = line.number if line else None
+    if number is None:
+        de = re.search(r"^DE\s+\w+\s+#(\d+)", routing, re.MULTILINE)
+        number = int(de.group(1)) if de else None
+    if not line or not line.post or number is None or dtg is None:
+        return None
+    return f"{dtg.year % 100:02d}{line.post.replace(' ', '')}{number}"
+
+
 def _level_of(matched: str) -> str:
     squeezed = re.sub(r"\s+", "", matched).upper()
     for name, _ in _LEVELS:
@@ -130,15 +178,20 @@ def _level_of(matched: str) -> str:
 
 
 _FIELD_LABELS = re.compile(
-    r"(?P<label>\bE\.\s?O\.|\bTAGS\b|\bSUBJECT\b|\bSUBJ\b|\bREFS?\b|\bREFERENCES?\b|\bCLASSIFIED\s+BY\b)\s*:?",
+    r"(?P<label>\bE\.\s?O\.|\bTAGS\b|\bSUBJECT\b|\bSUBJ\b|\bREF(?:S|TELS?)?\b|\bREFERENCES?\b|\bCLASSIFIED\s+BY\b)\s*:?",
     re.IGNORECASE,
 )
 # Reflowed texts run the first paragraph straight on after the last field: "REF: STATE 146857 (U) Pol/Econ".
 _VALUE_RUNS_INTO_TEXT = re.compile(r"\s\((?:U|SBU|C|S|S/NF|C/NF|SBU/NF)\)\s")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+# A lettered item: "B. ANKARA 8252", "(C) San Jose 01692" – one short line with a number, not prose.
+_LETTERED_ITEM = re.compile(r"\s*(?:¶\s*)?\(?([B-Z])[.)][ \t](?=[^\n]{0,80}?\d)(?![^\n]{100})")
 # Reference items end in a number or date; a capitalised word then a lower-case one is prose.
 _PROSE_AFTER_REFS = re.compile(r"(?<=[\d)])\s+(?=[A-Z][a-z]+,?\s+[a-z])")
+# "1.4 (b) and (d).", "1.5 b,d", "1.4 B A ND D", "1.4 \nAND D", "1.4 and 1.5 (b)": letters a-h, "and", "&", "/", their
+# parentheses, but never past a full stop or a blank line (the lead may run on: "1.4 (d). A senior official").
 _REASONS_END = re.compile(
-    r"\b1\.\s?[45]\s*\(?\s*[a-h]\s*\)?(?:\s*(?:,|and|&|/|\+)\s*\(?\s*[a-h]\s*\)?)*\s*\)?\.?",
+    r"\b1\.\s?[45](?:[(, \t]*\n?[(, \t]*(?:a\s?nd\b|[a-h](?![a-z])|&|/|\+|1\.\s?\d)\)?)*\)?\.?",
     re.IGNORECASE,
 )
 
@@ -165,11 +218,16 @@ def find_fields(preamble: str) -> Fields:
     end = 0
     for i, m in enumerate(labels):
         stop = labels[i + 1].start() if i + 1 < len(labels) else len(preamble)
-        blank = re.search(r"\n[ \t]*\n", preamble[m.end():stop])
-        if blank:
-            stop = m.end() + blank.start()
         name = _label_name(m.group("label"))
+        at = m.end()
+        while blank := _BLANK_LINE.search(preamble, at, stop):
+            if name != "ref" or not _next_ref_item(preamble, m.end(), blank.end()):
+                stop = blank.start()
+                break
+            at = blank.end()
         marking = _VALUE_RUNS_INTO_TEXT.search(preamble, m.end() + 3, stop)
+        while name == "ref" and marking and _next_ref_item(preamble, m.end(), marking.start()):
+            marking = _VALUE_RUNS_INTO_TEXT.search(preamble, marking.end() - 1, stop)
         if marking and name != "classified_by":
             stop = marking.start()
         if name == "ref":
@@ -198,6 +256,15 @@ def find_fields(preamble: str) -> Fields:
         classified_by=values.get("classified_by") or None,
         end=end,
     )
+
+
+def _next_ref_item(text: str, start: int, at: int) -> bool:
+    # A REF list's items may stand apart ("REF: A. SAN JOSE 193\n\n B. SAN JOSE 180"), and its third may
+    # read like a portion marking ("(C) SAN JOSE 01692"): an item lettered at ``at`` continues the list
+    # when the letter before it lettered an item since ``start``.
+    item = _LETTERED_ITEM.match(text, at)
+    previous = chr(ord(item[1]) - 1) if item else None
+    return bool(previous and re.search(rf"(?<!\w)\(?{previous}[.)]\s", text[start:at]))
 
 
 def _header_labels(preamble: str) -> list[re.Match[str]]:
@@ -234,6 +301,8 @@ def _label_starts_field(text: str, m: re.Match[str]) -> bool:
     at_line_start = not text[line_start:m.start()].strip(" \t(U)")
     if label.startswith("CLASSIFIED"):
         return True
+    if label.startswith("REFTEL"):  # "Replies are keyed to reftel:" is prose
+        return at_line_start and has_colon
     if label.startswith("E.") or has_colon:
         return True
     return at_line_start and m.group("label") in ("TAGS", "SUBJECT", "REF")
@@ -288,7 +357,8 @@ _REF_ITEM = re.compile(r"(?:^|(?<=\s))(?:¶\s*)?\(?[A-Ha-h][.)](?=\s)")
 
 def _cable_ids_in(item: str, year: int | None) -> list[str]:
     found = [f"{yy}{post}{int(number)}" for yy, post, number in _REF_ID.findall(item)]
-    for yy, post, number in _REF_SPACED.findall(item.upper()):
+    # "THE" opens many a phrase that is no post ("THE SECRETARY"), but one post's name: THE HAGUE.
+    for yy, post, number in _REF_SPACED.findall(re.sub(r"\bTHE HAGUE\b", "THEHAGUE", item.upper())):
         words = post.split()
         while words and words[0] in _NOT_POSTS:
             words.pop(0)

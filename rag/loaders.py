@@ -43,7 +43,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.errors import CableParseError
-from rag.formats import Record, Skip, read_cables_csv, read_html_page, read_jsonl, read_text_file
+from rag.formats import (
+    Record,
+    Skip,
+    read_cables_csv,
+    read_html_page,
+    read_jsonl,
+    read_text_file,
+)
 from rag.models import Cable
 from rag.parser import parse_cable
 

@@ -8,30 +8,34 @@ Text before ¶1 that is not header (a summary, a rationale run on after "Classif
 paragraph number 0, the *lead*. A cable that numbers no paragraph yields its text blocks numbered in
 reading order with ``numbered=False``.
 
-A cable may have no paragraphs at all. The site released some cables cut short (55 in the shared corpus,
-e.g. 08STOCKHOLM510, 09KABUL3423): the body is the header fields and a first line broken off with "...",
-then the header again run onto one line. The repeat is dropped; a broken-off line that is still header
-("Classified By: Politica...") is read as header, and any text left is kept as lead or unnumbered
-paragraphs as in any cable. Where nothing is left the cable still loads, with zero paragraphs: its id,
-date, subject, tags and references are real and findable, and inventing a paragraph would give a citation
-nothing to quote. The loader notes each such cable in its report.
+A cable may have no paragraphs at all. The site released some cables cut short (about 60 in the shared
+corpus, e.g. 08STOCKHOLM510, 09KABUL3423): the body is the header fields and a first line broken off with "...",
+then the header again run onto one line. The repeat is dropped, and so is a short broken-off line left
+alone after the fields: in every such corpus cable it is a clipped field or handling line ("Classified
+By: Politica...", "SENSITIVE BUT UNCLASSIFIED--..."), never text. Numbered text that survives ("¶1. (C)
+On...") is kept. A cable left with nothing still loads, with zero paragraphs: its id, date, subject, tags
+and references are real and findable, and inventing a paragraph would give a citation nothing to quote.
+The loader notes each such cable in its report.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .errors import CableParseError
 from .header import (
-    ClassificationLine,
+    drop_header_repeat,
     find_classification_line,
     find_date,
     find_dtg,
     find_fields,
+    full_year,
     normalise_origin,
     parse_addressees,
     parse_references,
+    reference_of,
+    routing_field,
 )
 from .models import Cable, Paragraph
 
@@ -44,15 +48,11 @@ _PAGE_BREAK = re.compile(
 _BREAK_TAIL = r"\d{8}\s+\d{3}(?:\.\d+)?\s+OF\s+\d{3}\b"
 _OLD_PAGE_HEADER = re.compile(
     r"^[ \t]*PAGE \d{2}\s.*$\n?|^[ \t]*(?:UNCLASSIFIED|CONFIDENTIAL|SECRET)[ \t]*$\n?", re.MULTILINE)
-# The one-line header repeat ending a release the site cut short: classification line, number, E.O., TAGS.
-_HEADER_REPEAT = re.compile(
-    r"\n[ \t]*(?P<repeat>[^\n]{0,300}?\b\d{6}\b[^\n]{0,400}?\bE\.\s?O\.[^\n]{0,300}?"
-    r"\bTAGS\b:?(?:[ \t,]+[A-Z][A-Z0-9_]{1,7})+)[ \t]*\s*\Z")
 _CABLE_ENDS = re.compile(r"^[ \t]*=+\s*CABLE ENDS\s*=+[ \t]*$", re.IGNORECASE | re.MULTILINE)
 # The site put its pilcrow on lettered items as well as numbers ("¶B. ANKARA 8252"); the cable wrote "B.".
 _LETTER_PILCROW = re.compile(r"¶[ \t]*(?=\(?[A-Za-z][.)][ \t])")
 # The site wrote opening and closing quotation marks as ``&`` and ``8``: ``security &clean up8``.
-_AMP_QUOTE = re.compile(r"&(?=[A-Za-z(])([^&\n]{1,300}?[^\s\d&])8(?=[\s.,;:)?!'-]|$)")
+_AMP_QUOTE = re.compile(r"&(?=[A-Za-z(])((?:[^&\n]|\n(?![ \t]*\n)){1,300}?[^\s\d&])8(?=[\s.,;:)?!'-]|$)")
 _MARKER = re.compile(
     r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d{1,3})[ \t]*\.(?=[\s(\"'A-Za-z-]|$)"
     # Reflowed bodies run paragraphs on in one line; there only a number followed by a portion marking
@@ -69,7 +69,8 @@ _MARKING = re.compile(
 _HEADER_NOISE = re.compile(
     r"^\s*(?:\(U\)\s*)?(?:SIPDIS|NOFORN|SENSITIVE|EXDIS|NODIS|LIMDIS|CORRECTED COPY|\W*)\s*$", re.IGNORECASE
 )
-_NAME_WORD = r"(?:(?:van|de|von|del|da|le)[ \t])?[A-Z][A-Za-z'-]+"
+_RULE_LINE = re.compile(r"^[ \t]*[-=_]{3,}[-=_ \t]*$", re.MULTILINE)
+_NAME_WORD = r"(?:(?:van|de|von|del|da|le)[ \t])?(?!XX)[A-Z][A-Za-z'-]+"
 # The signature: the cable's last line, or in reflowed text its last word(s) after a sentence's end.
 _SIGNATURE = re.compile(
     rf"\n[ \t]*(?P<line>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,2}})[ \t]*\.?[ \t]*\Z"
@@ -77,15 +78,15 @@ _SIGNATURE = re.compile(
 )
 _NOT_NAMES = frozenset(
     "END COMMENT SUMMARY NOTE CONCLUSION BACKGROUND TEXT CABLE SENSITIVE UNCLASSIFIED CONFIDENTIAL SECRET "
-    "NOFORN SIPDIS MINIMIZE CONSIDERED NONE TAGS SUBJECT REF DECL".split()
+    "NOFORN SIPDIS MINIMIZE CONSIDERED NONE TAGS SUBJECT REF DECL QUOTE UNQUOTE AND THE OF FOR TO IN ON".split()
 )
 # What the site or an archive left after the signature: quote marks, backslashes, "NNNN", archive trailers
 # ("2004ROME02926 - Classification: CONFIDENTIAL"), "</table>", dots on a line of their own.
 _TAIL_JUNK = re.compile(
-    r"(?:\s|[\"\\>,]|(?<=\n)\.+|</table>|NNNN|End Cable Text|\*{3,}"
-    r"|\d{4}[A-Z]+\d+ - (?:Classification: )?[A-Z/ ]+)*\Z"
+    r"(?:\s+|[\"\\>,]|(?<=\n)\.+|</table>|NNNN|End Cable Text|\*{3,}"
+    r"|\d{4}[A-Z]+\d+ - (?:Classification: )?[A-Z/ ]+)*+\Z"
 )
-_DASH_HEADING = re.compile(r"-{3,}\s*([^-\n][^\n]{0,100}?)\s*-{3,}\s*$")
+_DASH_HEADING = re.compile(r"-{3,}\s*([^-\s][^\n]{0,100}?)\s*-{3,}\s*$")
 
 
 def parse_cable(text: str, *, source: str | None = None, cable_id: str | None = None) -> Cable:
@@ -105,8 +106,8 @@ def parse_cable(text: str, *, source: str | None = None, cable_id: str | None = 
     if text.count("\ufffd") > max(20, len(text) // 20) or re.search(r"[\x00-\x08\x0e-\x1f]", text):
         raise CableParseError("binary or undecodable text: not a cable", source=source, line=1)
 
-    text, repeat = _drop_header_repeat(text)
-    line = find_classification_line(text) or _line_from_repeat(text, repeat)
+    text = drop_header_repeat(text)
+    line = find_classification_line(text)
     dtg = find_dtg(text[: line.end]) if line else None
     dtg = dtg or find_date(text[:4000])
     if line is None and dtg is None and not re.search(r"^\s*SUBJ(?:ECT)?\s*:", text, re.M | re.I):
@@ -116,7 +117,7 @@ def parse_cable(text: str, *, source: str | None = None, cable_id: str | None = 
 
     routing = text[: line.end] if line else ""
     body_start = line.end if line else 0
-    cable_id = cable_id or _cable_id(line, dtg, routing)
+    cable_id = cable_id or reference_of(line, dtg, routing)
     if cable_id is None:
         raise CableParseError(
             "cannot tell the cable's reference: the classification line lacks post and number "
@@ -137,21 +138,22 @@ def parse_cable(text: str, *, source: str | None = None, cable_id: str | None = 
     return Cable(
         id=cable_id,
         date=dtg,
-        origin=normalise_origin(_routing_field(routing, "FM")),
+        origin=normalise_origin(routing_field(routing, "FM")),
         classification=classification,
         subject=fields.subject,
         paragraphs=paragraphs,
-        to=parse_addressees(_routing_field(routing, "TO", block=True) or ""),
-        info=parse_addressees(_routing_field(routing, "INFO", block=True) or ""),
+        to=parse_addressees(routing_field(routing, "TO", block=True) or ""),
+        info=parse_addressees(routing_field(routing, "INFO", block=True) or ""),
         tags=fields.tags,
-        references=parse_references(fields.ref, year=dtg.year if dtg else None),
+        references=parse_references(fields.ref, year=dtg.year if dtg else _year_of(cable_id)),
         signer=signer,
         source=source,
     )
 
 
 def normalise_text(text: str) -> str:
-    """Undo transport damage that is not the cable's: line endings, page-break lines, quote substitutes."""
+    """Undo transport damage that is not the cable's: line endings, page-break lines, quote substitutes,
+    the site's pilcrows on lettered items."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
     lines = text.split("\n")
     # cables.csv rows pasted into a body end every line with a backslash; no cable line ends with one.
@@ -163,27 +165,13 @@ def normalise_text(text: str) -> str:
     return _AMP_QUOTE.sub(r'"\1"', text)
 
 
-def _drop_header_repeat(text: str) -> tuple[str, str | None]:
-    """The text without the one-line header repeat that ends a release the site cut short, and the repeat."""
-    m = _HEADER_REPEAT.search(text)
-    return (text[: m.start()], m["repeat"]) if m else (text, None)
-
-
-def _line_from_repeat(text: str, repeat: str | None) -> ClassificationLine | None:
-    # A cut-short release may have lost the start of its classification line too ("I D E N T I A L
-    # LJUBLJANA 000371"): the repeat has it whole, and the fields show where the body began.
-    line = find_classification_line(repeat) if repeat else None
-    if line is None:
-        return None
-    fields = re.search(r"^[ \t]*(?:E\.\s?O\.|TAGS\b|SUBJ)", text, re.MULTILINE | re.IGNORECASE)
-    return replace(line, end=fields.start() if fields else 0)
-
-
 def _remove_inline_page_breaks(body: str, post: str) -> str:
     # Reflowed texts keep page-break lines inside sentences ("...anyone with the NAC NEW DELHI 00009527
     # 005 OF 005 has asked..."). The number is always eight digits, but not always this cable's (08MOSCOW1519
     # breaks as MOSCOW 00002237), and the post is cut to ten characters ("BUENOS AIR 00000118 002 OF 006") or
     # glued to a redaction ("XXXXXXXXXXXXLONDON"): match the post's first letters, spaced as they come.
+    if not re.search(_BREAK_TAIL, body, re.IGNORECASE):
+        return body
     letters = re.sub(r"[^A-Za-z]", "", re.sub(r"^\d\d|\d+$", "", post))[:8]
     post_pattern = r"\s?".join(letters) + r"[A-Za-z]*" if letters else r"(?!)"
     # A break whose post is garbled ("09SECTION02OF03QRIPOLI583" breaks as TRIPOLI) takes one word with it.
@@ -203,13 +191,17 @@ def _paragraph_markers(text: str, start: int) -> list[_Marker]:
 
     Each candidate may be read as written or, without a pilcrow, with a mangled leading ``1`` dropped
     (``13.`` → 3). A chain scores most for each number that follows its predecessor; a pilcrow-marked
-    number may skip ahead a little (a paragraph lost in transit), an unmarked one less. Numbers that fit
-    no good chain (lists inside paragraphs, pilcrows the site put on list items) stay paragraph text.
+    number may skip ahead a little (a paragraph lost in transit), an unmarked one less, and it may open
+    the chain at any number (a release that withholds the first paragraphs). Numbers that fit no good
+    chain (lists inside paragraphs, pilcrows the site put on list items) stay paragraph text.
     """
     chain = _best_chain(text, start, _MARKER)
+    if chain and chain[0].number <= 3:
+        return chain
     # "1)" numbers paragraphs in a few cables, but lists inside paragraphs far more often: only a cable
-    # with no "1." numbering is read that way.
-    return chain or _best_chain(text, start, _PAREN_MARKER)
+    # whose "1." numbering is missing or opens late (a lone "¶10." after "1)" to "9)") is read that way.
+    paren = _best_chain(text, start, _PAREN_MARKER)
+    return paren if len(paren) > len(chain) else chain
 
 
 def _best_chain(text: str, start: int, marker: re.Pattern[str]) -> list[_Marker]:
@@ -230,7 +222,9 @@ def _best_chain(text: str, start: int, marker: re.Pattern[str]) -> list[_Marker]
     for i, (m, strong, readings) in enumerate(candidates):
         plausible = _starts_like_paragraph(text, m.end())
         for value in readings:
-            opening = 3.0 if value == 1 else (1.0 if value <= 3 and (strong or plausible) else None)
+            opening = 3.0 if value == 1 else 1.0 if value <= 3 and (strong or plausible) else None
+            if opening is None and m.group("pilcrow"):  # a release may withhold all before ¶6 (07THEHAGUE1336)
+                opening = 0.5
             top = (opening, None) if opening is not None else None
             for (j, previous), (score, _) in best.items():
                 if j >= i or previous >= value:
@@ -279,16 +273,18 @@ def _split_paragraphs(text: str, lead_start: int, markers: list[_Marker],
         chunks.append((0, lead))
         for marker, following in zip(markers, [*markers[1:], None]):
             chunks.append((marker.number, text[marker.end: following.start if following else len(text)]))
-    else:
+    elif not (lead.rstrip().endswith("..") and len(_squeeze(lead)) <= 80):
         chunks.extend((0, block) for block in re.split(r"\n[ \t]*\n", lead))
 
     chunks, signer = _take_signer(chunks)
     paragraphs: list[Paragraph] = []
     heading: str | None = None
     counter = 0
-    for number, raw in chunks:
-        body, next_heading = _take_trailing_heading(raw)
-        marking, clean = _take_marking(_squeeze(body))
+    for i, (number, raw) in enumerate(chunks):
+        # A heading stands between paragraphs: none ends the last, and an unnumbered text has none.
+        ends = not markers or i == len(chunks) - 1
+        body, next_heading = (raw, None) if ends else _take_trailing_heading(raw, lead=number == 0)
+        marking, clean = _take_marking(_squeeze(_RULE_LINE.sub("", body)))
         if markers and number == 0:
             clean = _strip_header_noise(clean)
         if clean:
@@ -302,30 +298,41 @@ def _split_paragraphs(text: str, lead_start: int, markers: list[_Marker],
                 heading=heading if markers and number else None,
                 numbered=bool(markers),
             ))
-        if markers and next_heading:
-            heading = next_heading
+        heading = next_heading or heading
     return tuple(paragraphs), signer
 
 
-def _take_trailing_heading(chunk: str) -> tuple[str, str | None]:
+def _take_trailing_heading(chunk: str, *, lead: bool = False) -> tuple[str, str | None]:
     """Split off a section heading standing at the end of a chunk, before the next paragraph number.
 
     A heading is a short block of its own (blank line before it), or a title between dash rules in
-    reflowed text; a block that ends like a sentence is the paragraph's own continuation.
+    reflowed text; a block that ends like a sentence is the paragraph's own continuation unless boxed in
+    rules ("---\nClimate Change....\n---"). The lead may be a heading and nothing else ("Summary" over
+    ¶1): then it is one when ruled off or at most three words.
     """
-    chunk = re.sub(r"^[ \t]*[-=_]{3,}[ \t]*$", "", chunk, flags=re.MULTILINE).rstrip()
+    ruled = re.search(r"[-=_]{3,}[-=_\s]*\Z", chunk)
+    boxed = re.search(r"[-=_]{3,}[-=_ \t]*\n[^\n]+\n[ \t]*[-=_]{3,}[-=_\s]*\Z", chunk)
+    chunk = _RULE_LINE.sub("", chunk).rstrip()
     dashed = _DASH_HEADING.search(chunk)
     if dashed:
-        return chunk[: dashed.start()], _squeeze(dashed.group(1)) or None
-    blocks = re.split(r"\n[ \t]*\n", chunk)
-    if len(blocks) < 2:
+        return chunk[: dashed.start()], _unruled(dashed.group(1)) or None
+    # A ruled-off title needs no blank line above it: "...such groups.\nThe Muslim Minority\n-------".
+    blocks = re.split(r"\n[ \t]*\n" if not ruled else r"\n[ \t]*\n|\n(?=[^\n]*\Z)", chunk)
+    candidate = _unruled(blocks[-1])
+    if lead:  # "(C) SUMMARY" over ¶1
+        candidate = _take_marking(candidate)[1]
+    if len(blocks) < 2 and not (lead and (ruled or len(candidate.split()) <= 3)):
         return chunk, None
-    candidate = _squeeze(blocks[-1])
     if (0 < len(candidate) <= 100 and len(candidate.split()) <= 14
-            and not re.search(r"[.,;:\"')]$", candidate) and not candidate[0].islower()
-            and not _MARKING.match(candidate)):
+            and (boxed or not re.search(r"[.,;:\"')]$", candidate)) and re.match(r"[\"'(]?[A-Z0-9]", candidate)
+            and not _MARKING.match(candidate) and not _HEADER_NOISE.match(candidate)
+            and not re.fullmatch(r"X{4,}", candidate)):
         return "\n\n".join(blocks[:-1]), candidate
     return chunk, None
+
+
+def _unruled(heading: str) -> str:
+    return _squeeze(re.sub(r"[-=_]{3,}", " ", heading))
 
 
 def _take_signer(chunks: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], str | None]:
@@ -339,7 +346,8 @@ def _take_signer(chunks: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], 
     if not m:
         return chunks, None
     group = "line" if m["line"] else "inline"
-    name = " ".join(dict.fromkeys(m[group].split()))  # "KUBISKE KUBISKE" signs once
+    words = m[group].split()
+    name = " ".join(w for i, w in enumerate(words) if w.upper() not in map(str.upper, words[:i]))  # "CRETZ Cretz"
     before = text[: m.start(group) - 1].rstrip()
     own_line_ok = not before or before[-1] in ".!?)\"':;-=_*/>" or before.endswith("XXXX") or (
         name.isupper() and re.search(r"[a-z]", before[before.rfind("\n") + 1:]))
@@ -379,26 +387,9 @@ def _squeeze(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _routing_field(routing: str, label: str, *, block: bool = False) -> str | None:
-    """``FM``'s value, or with ``block`` every line from ``TO``/``INFO`` until the next routing field."""
-    m = re.search(rf"^{label}\s+(.+)$", routing, re.MULTILINE)
-    if not m:
-        return None
-    if not block:
-        return m.group(1).strip()
-    stop = re.compile(r"^(?:INFO|BT|[A-Z ]*UNCLAS|[A-Z]\s?[A-Z]\s?[A-Z]\s|E\.O\.|TAGS|SUBJ)|^\s*$", re.M)
-    end = stop.search(routing, m.end() + 1)
-    return routing[m.start(1): end.start() if end else len(routing)]
-
-
-def _cable_id(line, dtg, routing: str) -> str | None:
-    number = line.number if line else None
-    if number is None:
-        de = re.search(r"^DE\s+\w+\s+#(\d+)", routing, re.MULTILINE)
-        number = int(de.group(1)) if de else None
-    if not line or not line.post or number is None or dtg is None:
-        return None
-    return f"{dtg.year % 100:02d}{line.post.replace(' ', '')}{number}"
+def _year_of(cable_id: str) -> int | None:
+    # Without a DTG the reference's two digits are the year ("05SANJOSE2038"), which bare REF items share.
+    return full_year(int(cable_id[:2])) if cable_id[:2].isdigit() else None
 
 
 def _line_of(text: str, offset: int) -> int:

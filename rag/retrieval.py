@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import difflib
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 import sqlite3
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal

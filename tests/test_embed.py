@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import rag.embed
+import rag.onnx_export
 from rag.embed import Embedder, FakeEmbedder, SentenceTransformerEmbedder, load_embedder
 from rag.errors import CableChatError
 
@@ -174,5 +175,5 @@ def test_onnx_export_is_cached(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
     def no_export(*_: object) -> None:
         raise AssertionError("exported again although the cache holds the model")
 
-    monkeypatch.setattr(rag.embed, "_export_onnx", no_export)
+    monkeypatch.setattr(rag.onnx_export, "export_onnx", no_export)
     assert SentenceTransformerEmbedder(backend="onnx-int8", cache_dir=onnx_cache).embed(["x"]).shape == (1, 384)
