@@ -143,6 +143,9 @@ def open_index(folder: str | os.PathLike[str], *, embedder: Any = None) -> Index
             f"changed after its build finished. Run `cablechat index PATH... --index {folder}` again to repair it")
     import faiss
 
+    # One question at a time gains nothing from FAISS's OpenMP threads, and on a busy 2-core machine they cost a great
+    # deal: 103 ms against 0.007 ms for a dense search of the seeds index (benchmarks/README.md, "FAISS threads").
+    faiss.omp_set_num_threads(1)
     try:
         index = faiss.read_index(str(folder / FAISS))
     except RuntimeError as exc:
