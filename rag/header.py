@@ -21,8 +21,6 @@ __all__ = [
     "find_dtg",
     "find_fields",
     "full_year",
-    "normalise_origin",
-    "parse_addressees",
     "parse_references",
     "reference_of",
     "routing_field",
@@ -368,43 +366,3 @@ def _cable_ids_in(item: str, year: int | None) -> list[str]:
         if prefix:
             found.append(f"{prefix}{''.join(words)}{int(number)}")
     return found
-
-
-_ORIGIN_PREFIXES = (
-    ("AMEMBASSY", "Embassy"),
-    ("AMCONSUL", "Consulate"),
-    ("USMISSION", "US Mission"),
-    ("USINT", "US Interests Section"),
-    ("USDEL", "US Delegation"),
-    ("USLO", "US Liaison Office"),
-)
-_KEEP_UPPER = frozenset({"USUN", "USNATO", "USEU", "USOSCE", "UNVIE", "AIT", "RPO", "REO", "PRT", "US", "USDA"})
-
-
-def normalise_origin(fm: str | None) -> str | None:
-    """``AMEMBASSY ASTANA`` → ``Embassy Astana``, ``SECSTATE WASHDC`` → ``Secretary of State``."""
-    if not fm:
-        return None
-    fm = re.sub(r"//.*$", "", re.sub(r"^[A-Z0-9]+/", "", fm.strip().upper())).strip()
-    fm = re.sub(r"\s+(?:IMMEDIATE|PRIORITY|ROUTINE|FLASH|NIACT)?\s*\d*$", "", fm).strip()
-    if fm.startswith("SECSTATE"):
-        return "Secretary of State"
-    for prefix, name in _ORIGIN_PREFIXES:
-        if fm.startswith(prefix + " "):
-            return f"{name} {_title(fm[len(prefix) + 1:])}"
-    return _title(fm) or None
-
-
-def _title(place: str) -> str:
-    return " ".join(w if w in _KEEP_UPPER else w.capitalize() for w in place.split())
-
-
-def parse_addressees(block: str) -> tuple[str, ...]:
-    """``RUEHC/SECSTATE WASHDC IMMEDIATE 5197`` → ``SECSTATE WASHDC``, one per line."""
-    out = []
-    for line in block.splitlines():
-        line = re.sub(r"^[A-Z0-9]+/", "", line.strip())
-        line = re.sub(r"\s+(?:IMMEDIATE|PRIORITY|ROUTINE|FLASH|NIACT)?\s*\d*$", "", line).strip()
-        if line:
-            out.append(line)
-    return tuple(dict.fromkeys(out))

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import CableParseError
+from .addressees import normalise_origin, parse_addressees
 from .header import (
     drop_header_repeat,
     find_classification_line,
@@ -31,8 +32,6 @@ from .header import (
     find_dtg,
     find_fields,
     full_year,
-    normalise_origin,
-    parse_addressees,
     parse_references,
     reference_of,
     routing_field,
