@@ -22,7 +22,7 @@ from rag.citations import check_reply
 from rag.embed import Embedder, load_embedder
 from rag.errors import LLMError, QueryError
 from rag.extractive import ABSTAIN_MESSAGE, compose, judge, long_date, pick_sentences
-from rag.index import default_index_dir, open_index
+from rag.index import check_model, default_index_dir, open_index
 from rag.llm import NO_ANSWER, LLMConfig, build_messages, check_server, stream_chat
 from rag.models import Answer, Cable, Hit
 from rag.query import Filters, make_filters, parse_query
@@ -48,15 +48,19 @@ class Assistant:
     def __init__(self, index_dir: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
                  llm: LLMConfig | None = None) -> None:
         folder = Path(index_dir) if index_dir is not None else default_index_dir()
-        if embedder is None:
-            index = open_index(folder)  # says what is wrong with the folder before a model is loaded for it
-            index.close()
-            # Questions are embedded the way the index was, backend included, unless CABLECHAT_EMBED_BACKEND says.
-            manifest = index.manifest
-            embedder = load_embedder(manifest.model, backend=os.environ.get("CABLECHAT_EMBED_BACKEND")
-                                     or _usable_backend(manifest.embed_backend))
+        # Opened first, so that what is wrong with the folder is said before a model is loaded for it.
+        self.index = open_index(folder)
+        try:
+            manifest = self.index.manifest
+            if embedder is None:
+                # Questions are embedded the way the index was, backend included, unless CABLECHAT_EMBED_BACKEND says.
+                embedder = load_embedder(manifest.model, backend=os.environ.get("CABLECHAT_EMBED_BACKEND")
+                                         or _usable_backend(manifest.embed_backend))
+            check_model(folder, manifest.model, manifest.dim, embedder)
+        except BaseException:
+            self.index.close()
+            raise
         self.embedder = embedder
-        self.index = open_index(folder, embedder=embedder)
         self.searcher = Searcher(self.index, embedder)
         self._llm = llm
         self._idf_cache: dict[str, float] = {}
