@@ -134,6 +134,10 @@ class Assistant:
         text, inline = parse_query(query)
         return self.searcher.search(text, k=k, filters=self.filters(**filters).merged(inline), method=method)
 
+    def count(self, query: str = "", **filters: Any) -> int:
+        """How many indexed cables pass the filters (keyword or inline in ``query``) together."""
+        return self.searcher.count(self.filters(**filters).merged(parse_query(query)[1]))
+
     # -- answers -------------------------------------------------------------------------------------------
 
     def ask(self, question: str, *, k: int = 8, mode: Mode = "extractive",

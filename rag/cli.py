@@ -98,9 +98,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     with _assistant(args) as assistant:
-        hits = assistant.search(" ".join(args.query), k=args.k, method=args.method, **_filters(args))
+        query = " ".join(args.query)
+        hits = assistant.search(query, k=args.k, method=args.method, **_filters(args))
+        passing = assistant.count(query, **_filters(args)) if not hits else 0
     if not hits:
-        print("no paragraph matches", file=sys.stderr)
+        why = ("no indexed cable passes these filters together; loosen one" if not passing
+               else f"none of the {passing} cables that pass the filters has paragraph text")
+        print(f"no paragraph matches: {why}", file=sys.stderr)
     for rank, hit in enumerate(hits, 1):
         if args.json:
             _print_json({"rank": rank, "ref": hit.ref, **hit.to_dict()})
