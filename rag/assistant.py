@@ -63,7 +63,6 @@ class Assistant:
         self.embedder = embedder
         self.searcher = Searcher(self.index, embedder)
         self._llm = llm
-        self._idf_cache: dict[str, float] = {}
 
     @property
     def llm(self) -> LLMConfig:
@@ -125,8 +124,7 @@ class Assistant:
                 classification: str | None = None, tags: str | Sequence[str] | None = None,
                 cable_id: str | None = None) -> Filters:
         return make_filters(origin=origin, date_from=date_from, date_to=date_to, year=year,
-                            classification=classification, tags=list(tags) if isinstance(tags, tuple) else tags,
-                            cable_id=cable_id)
+                            classification=classification, tags=tags, cable_id=cable_id)
 
     def search(self, query: str, *, k: int = 10, method: Method = "hybrid", **filters: Any) -> list[Hit]:
         """Ranked paragraphs for ``query``. Filters: origin, date_from, date_to, year, classification, tags,
@@ -231,15 +229,9 @@ class Assistant:
                      notice=" ".join(notes) or None, timings=timings, unsupported=checked.unsupported)
 
     def _idf(self, term: str) -> float:
-        """Inverse document frequency of a stemmed term over the indexed paragraphs (as a prefix)."""
-        if term not in self._idf_cache:
-            total = self.index.manifest.counts.get("paragraphs", 1) or 1
-            # Counting stops at a tenth of the paragraphs: past that a word is common whatever its exact count.
-            found = self.index.store.db.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)",
-                (f'body:"{term}"*', max(1, total // 10))).fetchone()[0]
-            self._idf_cache[term] = max(0.1, math.log((total + 1) / (found + 0.5)))
-        return self._idf_cache[term]
+        """Inverse document frequency of a stemmed term (as a prefix) over the indexed paragraphs."""
+        total = self.index.manifest.counts.get("paragraphs", 1) or 1
+        return max(0.1, math.log((total + 1) / (self.searcher.document_frequency(term, prefix=True) + 0.5)))
 
 
 def _usable_backend(recorded: str | None) -> str | None:

@@ -140,19 +140,16 @@ class _Builder:
                     owners.append((i, j))
         hashes = [_text_hash(t) for t in texts]
         known = self.store.known_vectors(hashes)
-        todo = list(dict.fromkeys(h for h in hashes if h not in known))
-        first_text = {h: texts[hashes.index(h)] for h in todo} if todo else {}
-        fresh = self.embedder.embed([first_text[h] for h in todo]) if todo else np.zeros((0, self.embedder.dim))
-        reused_rows = [known[h] for h in hashes if h in known]
-        rows_by_hash = {h: i for i, h in enumerate(todo)}
-        block = np.empty((len(hashes), self.embedder.dim), dtype=np.float32)
-        if reused_rows:
-            block[[i for i, h in enumerate(hashes) if h in known]] = self.vectors.rows(reused_rows)
-        for i, h in enumerate(hashes):
+        to_embed: dict[str, str] = {}  # hash -> text, each new text once
+        for h, text in zip(hashes, texts):
             if h not in known:
-                block[i] = fresh[rows_by_hash[h]]
-        self.embedded += len(todo)
-        self.reused += len(hashes) - len(todo)
+                to_embed.setdefault(h, text)
+        by_hash = dict(zip(to_embed, self.embedder.embed(list(to_embed.values())))) if to_embed else {}
+        reused = [h for h in dict.fromkeys(hashes) if h in known]
+        by_hash.update(zip(reused, self.vectors.rows([known[h] for h in reused])))
+        block = np.array([by_hash[h] for h in hashes], dtype=np.float32).reshape(len(hashes), self.embedder.dim)
+        self.embedded += len(to_embed)
+        self.reused += len(hashes) - len(to_embed)
         first_row = self.vectors.append(block) if len(block) else len(self.vectors)
         self.store.begin()
         try:

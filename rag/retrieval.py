@@ -63,7 +63,7 @@ class _Where:
 class Searcher:
     def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index, self.embedder = index, embedder
-        self._df: dict[str, int] = {}
+        self._df: dict[tuple[str, bool], int] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         row = self.db.execute("SELECT min(year), max(year) FROM cables").fetchone()
@@ -186,11 +186,16 @@ class Searcher:
     def rare_terms(self, terms: Sequence[str]) -> list[str]:
         """``terms`` without those too common to rank by; the rarest few when all of them are common."""
         total = self.index.manifest.counts.get("paragraphs", 0)
-        for term in terms:
-            if term not in self._df:
-                self._df[term] = self.db.execute("SELECT count(*) FROM fts WHERE fts MATCH ?", (f'"{term}"',)).fetchone()[0]
-        rare = [t for t in terms if self._df[t] <= COMMON_SHARE * total]
-        return rare or sorted(terms, key=lambda t: self._df[t])[:3]
+        rare = [t for t in terms if self.document_frequency(t) <= COMMON_SHARE * total]
+        return rare or sorted(terms, key=self.document_frequency)[:3]
+
+    def document_frequency(self, term: str, *, prefix: bool = False) -> int:
+        """Paragraphs holding ``term`` (its paragraph text only, any word it begins, with ``prefix``); cached."""
+        key = (term, prefix)
+        if key not in self._df:
+            match = f'body:"{term}"*' if prefix else f'"{term}"'
+            self._df[key] = self.db.execute("SELECT count(*) FROM fts WHERE fts MATCH ?", (match,)).fetchone()[0]
+        return self._df[key]
 
     def dense(self, vector: np.ndarray, depth: int, where: _Where | None) -> list[tuple[int, float]]:
         """(paragraph rowid, cosine) best first; a paragraph's score is that of its best window."""
