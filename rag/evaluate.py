@@ -13,8 +13,9 @@ them) is among the top k paragraphs, and MRR@k. Answers, from ``ask`` in extract
 - gold cited: a gold paragraph is among the answer's citations;
 - citation precision: of all citations made for answerable questions, the share naming a gold paragraph or one
   whose text holds the evidence sentence (:func:`rag.metrics.citation_ok`);
-- abstention: share of unanswerable questions answered with an abstention; wrong abstention: share of
-  answerable ones;
+- abstention: share of unanswerable questions answered with an abstention, overall and for each ``kind`` the
+  questions give (e.g. ``inrange_unanswerable``; those without one count as ``unanswerable``); wrong abstention:
+  share of answerable ones;
 - latency: p50 and p95 of ``ask`` wall time. The first question is asked once, untimed, beforehand, so that the
   model's first-call setup is not counted as a question's latency.
 
@@ -30,7 +31,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ class Question:
     answer: str | None = None
     evidence: str | None = None
     also: tuple[str, ...] = ()
+    kind: str | None = None
     line: int = 0
 
     @property
@@ -124,7 +126,8 @@ def _question(line: str, where: str, number: int) -> Question:
     except ValueError as exc:
         raise bad(f'"also": {exc}') from exc
     return Question(question=question.strip(), cable=cable.strip().upper() if cable else None, paragraph=paragraph,
-                    answer=data.get("answer"), evidence=data.get("evidence"), also=refs, line=number)
+                    answer=data.get("answer"), evidence=data.get("evidence"), also=refs, line=number,
+                    kind=data["kind"] if isinstance(data.get("kind"), str) else None)
 
 
 def _ref(value: Any) -> str:
@@ -170,9 +173,13 @@ class AnswerScores:
     unanswerable: int
     citations: int
     gold_not_indexed: int = 0
+    abstention_by_kind: dict[str, float | None] = field(default_factory=dict)
+    """Abstention over the unanswerable questions of each ``kind`` (those with none: ``unanswerable``)."""
 
-    def to_dict(self) -> dict[str, float | int | None]:
-        return {name: _round(value) if isinstance(value, float) else value for name, value in asdict(self).items()}
+    def to_dict(self) -> dict[str, Any]:
+        return {name: _round(value) if isinstance(value, float) else
+                {k: _round(v) for k, v in value.items()} if isinstance(value, dict) else value
+                for name, value in asdict(self).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,9 @@ def score_answers(questions: Sequence[Question], answers: Sequence[Answer], late
         latency_p95_ms=_round(percentile(latencies_ms, 95), 1),
         questions=len(pairs), answerable=len(answerable), unanswerable=len(pairs) - len(answerable),
         citations=len(judged), gold_not_indexed=gold_not_indexed,
+        abstention_by_kind={kind: share(a.abstained for q, a in pairs if not q.answerable
+                                        and (q.kind or "unanswerable") == kind)
+                            for kind in sorted({q.kind or "unanswerable" for q, _ in pairs if not q.answerable})},
     )
 
 
@@ -241,6 +251,8 @@ class Evaluation:
                  f"  gold paragraph cited          {_fmt(a.gold_cited)}",
                  f"  citation precision            {_fmt(a.citation_precision)}  ({a.citations} citations)",
                  f"  abstained when unanswerable   {_fmt(a.abstention)}",
+                 *(f"    {kind:<27} {_fmt(value)}" for kind, value in a.abstention_by_kind.items()
+                   if len(a.abstention_by_kind) > 1),
                  f"  abstained when answerable     {_fmt(a.wrong_abstention)}",
                  f"  latency p50 / p95             {_fmt(a.latency_p50_ms, 'ms')} / {_fmt(a.latency_p95_ms, 'ms')}"]
         return "\n".join(lines)

@@ -10,14 +10,18 @@ includes the whole period it names. Several ``tag:`` filters must all match.
 from __future__ import annotations
 
 import calendar
+import difflib
 import re
 from dataclasses import asdict, dataclass, replace
-from datetime import date
-from typing import Any
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import QueryError
 
-__all__ = ["Filters", "make_filters", "parse_query"]
+if TYPE_CHECKING:
+    from rag.store import Store, Where
+
+__all__ = ["Filters", "compile_filters", "make_filters", "parse_query"]
 
 _INLINE = re.compile(
     r"(?<!\S)(?P<key>origin|year|from|to|tags?|classification|class|cable)"
@@ -127,3 +131,63 @@ def parse_query(text: str) -> tuple[str, Filters]:
 
     rest = " ".join(_INLINE.sub(take, text).split())
     return rest, make_filters(**values, tags=tags)
+
+
+def compile_filters(filters: Filters, store: Store) -> Where | None:
+    """The search condition for ``filters`` on ``store``, None when there are none.
+
+    Each filter is first checked alone, so that one matching nothing is named, with the indexed values nearest to
+    it ("did you mean 'Embassy Moscow'?"), rather than the search quietly returning nothing.
+    """
+    if not filters:
+        return None
+    first, last = store.year_range()
+    for name, bound in (("from", filters.date_from), ("to", filters.date_to)):
+        if bound is not None and (first is None or not first - 1 <= bound.year <= last + 1):
+            raise QueryError(f"date {bound.isoformat()} is outside the indexed cables' dates ({first}–{last}); "
+                             "choose a date in that range")
+    if filters.origin:
+        _check_value(store, Filters(origin=filters.origin), "origin", filters.origin, "origin")
+    if filters.classification:
+        _check_value(store, Filters(classification=filters.classification), "classification",
+                     filters.classification, "classification")
+    for tag in filters.tags:
+        _check_value(store, Filters(tags=(tag,)), "tag", tag, "tag")
+    if filters.cable_id:
+        _check_value(store, Filters(cable_id=filters.cable_id), "cable", filters.cable_id, "id")
+    if filters.date_from or filters.date_to:
+        dated = Filters(date_from=filters.date_from, date_to=filters.date_to)
+        if not store.any_cable(store.where(dated)):
+            _no_cable_dated(store, dated)
+    return store.where(filters)
+
+
+def _check_value(store: Store, alone: Filters, name: str, value: str, field: str) -> None:
+    if store.any_cable(store.where(alone)):
+        return
+    known = store.distinct(field)
+    # A value is also matched by its last words, so that "Moskow" finds "Embassy Moscow".
+    lookup: dict[str, str] = {}
+    for k in known:
+        words = k.upper().split()
+        for i in range(len(words)):
+            lookup.setdefault(" ".join(words[i:]), k)
+    close = list(dict.fromkeys(lookup[c] for c in difflib.get_close_matches(value.upper(), lookup, n=6,
+                                                                             cutoff=0.6)))[:3]
+    if close:
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?"
+    else:
+        hint = (f"{len(known)} {'value is' if len(known) == 1 else 'values are'} indexed: "
+                f"{', '.join(known[:5])}{', …' if len(known) > 5 else ''}")
+    raise QueryError(f"no indexed cable has {name} {value!r}; {hint}")
+
+
+def _no_cable_dated(store: Store, dated: Filters) -> None:
+    """A date range inside the indexed years can still fall between cables: say which dates are nearest."""
+    start = (dated.date_from or date.min).isoformat()
+    stop = (dated.date_to + timedelta(days=1)).isoformat() if dated.date_to else date.max.isoformat()
+    before, after = store.nearest_dates(start, stop)
+    asked = " ".join(f"{word} {bound.isoformat()}" for word, bound in
+                     (("from", dated.date_from), ("to", dated.date_to)) if bound)
+    nearest = " and ".join(d[:10] for d in (before, after) if d)
+    raise QueryError(f"no indexed cable is dated {asked}; the nearest cables are dated {nearest}")

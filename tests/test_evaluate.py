@@ -211,7 +211,7 @@ QUESTIONS = [
     Question("Who wants it?", A, 11, "KazKosmos", "seeking U.S. support", (f"{A} ¶2",), line=2),
     Question("How much?", "07X1", 3, "33 passports", "had 33 passports", line=3),
     Question("Unanswerable one?", line=4),
-    Question("Unanswerable two?", line=5),
+    Question("Unanswerable two?", line=5, kind="inrange_unanswerable"),
 ]
 ANSWERS = [
     # right fact; cites the gold and a paragraph that repeats the evidence: 2 right citations
@@ -232,6 +232,8 @@ def test_score_answers_by_hand() -> None:
         "key_fact": round(1 / 3, 4), "gold_cited": round(2 / 3, 4), "citation_precision": 0.75,
         "abstention": 0.5, "wrong_abstention": round(1 / 3, 4), "latency_p50_ms": 30.0, "latency_p95_ms": 88.0,
         "questions": 5, "answerable": 3, "unanswerable": 2, "citations": 4, "gold_not_indexed": 1,
+        # One kind refused, the other answered: abstention per kind tells them apart.
+        "abstention_by_kind": {"inrange_unanswerable": 0.0, "unanswerable": 1.0},
     }
 
 
@@ -355,3 +357,13 @@ def test_import_stays_light() -> None:
     code = ("import sys, rag.evaluate; heavy = {'numpy', 'matplotlib', 'faiss', 'tqdm'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_the_kind_of_a_question_is_read_and_refusals_are_counted_per_kind(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "Where was he shot?", "cable": null, "paragraph": null, "kind": "inrange_unanswerable"}\n'
+                    '{"question": "What happened in 2015?", "cable": null, "paragraph": null}\n')
+    questions = load_questions(path)
+    assert [q.kind for q in questions] == ["inrange_unanswerable", None]
+    scores = score_answers(questions, [answer("No.", abstained=True), answer("Something.")], [1.0, 1.0])
+    assert scores.abstention_by_kind == {"inrange_unanswerable": 1.0, "unanswerable": 0.0}

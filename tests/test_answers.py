@@ -1,0 +1,143 @@
+"""Answers people can trust, on the index a new user meets first (seeds/): plain questions answered with the
+paragraph that holds the fact, questions the cables cannot answer refused with a reason, and the rerank seam."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.answerable import anchors, find_subject
+from rag.answer_kind import asked_words, asks, gives
+from rag.assistant import Assistant
+from rag.embed import FakeEmbedder
+from rag.index import open_index
+from rag.rerank import FakeReranker
+
+# (question, the paragraph the answer must cite first, words the answer must hold)
+ANSWERABLE = [
+    ("What did KazKosmos ask of the United States?", "09ASTANA664 ¶11", ["Missile Technology Control Regime"]),
+    ("What did Klapovskiy thank the U.S. for?", "09MOSCOW2809 ¶3", ["space near approaches"]),
+    ("What joint center did the Russians suggest for tracking satellites?", "09MOSCOW2809 ¶3",
+     ["Center for Predicting the Situation in Space"]),
+    ("How long does Russia's lease on Baikonur run?", "09ASTANA664 ¶3", ["2050"]),
+    ("When is the experts meeting in Paris?", "09MOSCOW2809 ¶4", ["Jan 20-21"]),
+    ("Who signed the agreement to extend the Baikonur lease until 2050?", "09ASTANA664 ¶3", ["Nazarbayev", "Putin"]),
+    ("What did KazKosmos ask the United States to support?", "09ASTANA664 ¶11", ["Missile Technology Control"]),
+    ("Who wants Kazakhstan to join the Missile Technology Control Regime?", "09ASTANA664 ¶11", ["Kazakhstan"]),
+    ("What is Baiterek?", "09ASTANA664 ¶5", ["launch site"]),
+    ("What fuel will the Angara booster use?", "09ASTANA664 ¶5", ["less toxic fuel"]),
+    ("Why does Kazakhstan want tourists at Baikonur?", "09ASTANA664 ¶8", ["tourism"]),
+    ("What kind of partnership does KazKosmos want with NASA?", "09ASTANA664 ¶7", ["NASA"]),
+    ("What did Klapovskiy promise to do about the familiarization visits?", "09MOSCOW2809 ¶5", ["pass the suggestion"]),
+    ("Who is Vladimir Yermakov?", "09MOSCOW2809 ¶2", ["Military-Strategic Issues"]),
+    ("Which country will build a satellite factory with Kazakhstan in Astana?", "09ASTANA664 ¶9", ["France"]),
+]
+
+# (question, words of the reason the refusal gives)
+UNANSWERABLE = [
+    ("How many people were killed in the Maguindanao massacre?", "No indexed cable mentions Maguindanao"),
+    ("What did Obama say about Iran's nuclear programme in 2015?", "No indexed cable mentions 2015."),
+    ("What is the best recipe for chocolate cake?", "unrelated topics"),
+    ("How many satellites does Kazakhstan own?", "give no figure"),
+    ("Who won the 2014 Baikonur marathon?", "2014"),
+]
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(("question", "ref", "words"), ANSWERABLE, ids=[q for q, _, _ in ANSWERABLE])
+def test_a_plain_question_about_the_seeds_is_answered_from_the_paragraph_that_holds_it(real_assistant, question,
+                                                                                         ref, words):
+    answer = real_assistant.ask(question)
+    assert not answer.abstained, answer.text
+    assert answer.citations[0].ref == ref, answer.text
+    for word in words:
+        assert word.lower() in answer.text.lower(), answer.text
+    for citation in answer.citations:  # every quote is the cable's own words
+        assert citation.quote in real_assistant.cable(citation.cable_id).paragraph(citation.paragraph).text
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(("question", "reason"), UNANSWERABLE, ids=[q for q, _ in UNANSWERABLE])
+def test_a_question_the_seeds_cannot_answer_is_refused_with_its_reason(real_assistant, question, reason):
+    answer = real_assistant.ask(question)
+    assert answer.abstained, answer.text
+    assert not answer.citations
+    assert reason in answer.text, answer.text
+    assert "Nearest cables" in answer.text
+
+
+@pytest.mark.real_model
+def test_llm_mode_refuses_on_the_same_evidence_before_calling_any_server(real_assistant):
+    from rag.llm import LLMConfig
+
+    # Port 9 (discard) has no server: had the question been sent, the answer would say LLM mode failed.
+    dead = LLMConfig(url="http://127.0.0.1:9/v1", model="none")
+    with Assistant(real_assistant.index.folder, embedder=real_assistant.embedder, llm=dead) as assistant:
+        answer = assistant.ask("How many people were killed in the Maguindanao massacre?", mode="llm")
+    assert answer.abstained
+    assert "No indexed cable mentions Maguindanao" in answer.text
+    assert "LLM mode failed" not in (answer.notice or "")
+
+
+def test_the_rerank_stage_decides_the_lead_through_its_seam(seeds_index: Path):
+    # The same question, two injected rerankers: the answer cites whatever paragraph the reranker puts first.
+    for ref in ("09ASTANA664 ¶8", "09ASTANA664 ¶10"):
+        with Assistant(seeds_index, embedder=FakeEmbedder(), reranker=FakeReranker([ref])) as assistant:
+            answer = assistant.ask("What does Kazakhstan plan for the city of Baikonur?")
+        assert not answer.abstained, answer.text
+        assert answer.citations[0].ref == ref
+        assert answer.hits[0].ref == ref
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("How many people were killed in the November 2009 Maguindanao massacre?", ["November 2009", "Maguindanao"]),
+    # Common words, capitalised or not, are no anchor: "Embassy", "Queen", "Brazil", "wary".
+    ("What did Embassy The Hague report about the Queen's Day attack in Apeldoorn?", ["Hague", "Apeldoorn"]),
+    ("Why was Haiti wary of joining the US-Brazil ethanol initiative?", ["Haiti"]),
+    ("What did the Black Saturday bushfires destroy?", ["bushfires"]),
+    ("What did the minister say?", []),
+    ("Roughly how many Marines went to Lashkar Gah?", ["Marines", "Lashkar", "Gah"]),
+])
+def test_anchors_are_the_distinctive_words_of_a_question(question, expected):
+    assert [a.text for a in anchors(question)] == expected
+
+
+@pytest.mark.parametrize(("question", "reason"), [
+    ("How many people died in the Maguindanao massacre?", "No indexed cable mentions Maguindanao."),
+    ("What did Shaimagambetov say about Grigoropoulos?", "No indexed cable mentions Grigoropoulos."),
+    ("What did Klapovskiy say about Baiterek?", "No indexed cable mentions Baiterek together with Klapovskiy."),
+    ("What will Baikonur look like in 2050?", None),  # 2050 is past the cables, but ¶3 names it
+    ("What did KazKosmos plan for 2031?", "No indexed cable mentions 2031."),
+])
+def test_the_subject_must_be_in_the_index(seeds_index: Path, question, reason):
+    index = open_index(seeds_index)
+    try:
+        subject = find_subject(question, index.store, years=index.store.year_range())
+    finally:
+        index.close()
+    if reason is None:
+        assert subject.reason() is None
+    else:
+        assert subject.reason().startswith(reason), subject.reason()
+
+
+@pytest.mark.parametrize(("question", "sentence", "gives_it"), [
+    ("How many people died?", "On April 15, officials met in 2009.", False),  # a day and a year are no count
+    ("How many people died?", "At least 57 people died.", True),
+    ("How many people died?", "Dozens of people died.", True),
+    ("How long does the lease run?", "The lease runs until 2050.", True),
+    ("When is the meeting?", "The meeting is on Jan 20-21.", True),
+    ("When is the meeting?", "The meeting will be substantive.", False),
+    ("Who signed it?", "Nazarbayev and Putin signed it.", True),
+    ("Who signed it?", "It was signed with great ceremony.", False),
+])
+def test_a_sentence_gives_the_kind_of_fact_asked_for(question, sentence, gives_it):
+    assert gives(asks(question), sentence, asked_words(question)) is gives_it
+
+
+def test_a_near_miss_is_refused_with_what_the_cables_lack(seeds_index: Path):
+    with Assistant(seeds_index, embedder=FakeEmbedder()) as assistant:
+        answer = assistant.ask("How many satellites does Kazakhstan own?")
+    assert answer.abstained
+    assert "The cables discuss Kazakhstan but give no figure for what is asked." in answer.text
