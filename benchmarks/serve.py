@@ -1,6 +1,7 @@
 """The served chat: time to ready, time to the first streamed answer text, and many users at once.
 
     python benchmarks/serve.py [--index DIR] [--users 20] [--seconds 60] [--starts 2]
+    python benchmarks/serve.py --rss-rounds 5 --users 30 --seconds 20 [--index DIR]
 
 1. ``cablechat serve --index DIR`` is started as a person would start it, ``--starts`` times, and timed until
    the page answers HTTP 200 (goal ≤ 8 s). The real model is loaded, as in use.
@@ -8,6 +9,10 @@
    answer it receives (goal ≤ 300 ms in extractive mode).
 3. ``--users`` clients, each in its own thread with its own connection, ask in a loop for ``--seconds``:
    errors (goal 0), answers per second, and latency p50/p95 of whole answers.
+4. With ``--rss-rounds N`` instead of 2 and 3: N rounds of ``--users`` clients for ``--seconds`` each, printing after
+   each round the server's resident memory, its threads and its open handles on ``cables.sqlite``. Goal: every
+   round after the first within 10% of the first (issue 11: a connection per ended worker thread was kept, and
+   RSS went 347, 791, 929, 1,000, 1,055 MB).
 
 The index is index/cablegate when it has been built; otherwise the seeds are indexed with the real model into a
 temporary folder (not timed), and the report says which was used.
@@ -164,6 +169,37 @@ def load(url: str, questions: Sequence[str], users: int, seconds: float) -> dict
             "max_ms": _round(max(latencies, default=None))}
 
 
+def server_memory(pid: int, database: Path) -> dict[str, float]:
+    """The server's resident memory (MB), its threads, and its open handles on the index's database."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    target, handles = str(database.resolve()), 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            handles += os.readlink(fd) == target
+        except OSError:
+            pass  # closed while we looked
+    return {"rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1), "threads": int(status["Threads"]),
+            "sqlite_handles": handles}
+
+
+def rss_rounds(url: str, pid: int, index: Path, questions: Sequence[str], rounds: int, users: int,
+               seconds: float) -> list[dict[str, object]]:
+    """``rounds`` rounds of load, each followed by the server's memory, printed as it comes."""
+    results = []
+    for number in range(1, rounds + 1):
+        load_result = load(url, questions, users, seconds)
+        memory = server_memory(pid, index / "cables.sqlite")
+        results.append({"round": number, **memory, "answers": load_result["answers"],
+                        "errors": load_result["errors"]})
+        print(f"round {number}: RSS {memory['rss_mb']:.0f} MB, {memory['threads']} threads, "
+              f"{memory['sqlite_handles']} handles on cables.sqlite; {load_result['answers']} answers, "
+              f"{load_result['errors']} errors", flush=True)
+    first = results[0]["rss_mb"]
+    worst = max((abs(r["rss_mb"] - first) / first for r in results[1:]), default=0.0)  # type: ignore[operator]
+    print(f"RSS after the first round within {worst:.1%} of the first (goal ≤ 10%)")
+    return results
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -174,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--starts", type=int, default=2, help="how many times to time the start (default 2)")
+    parser.add_argument("--rss-rounds", type=int, default=0,
+                        help="instead of the first-token and load figures, this many rounds of --users clients for "
+                             "--seconds each, with the server's memory after each (default 0: not run)")
     args = parser.parse_args(argv)
 
     index, which = choose_index(args.index)
@@ -190,6 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     starts.append(seconds)
     print(f"serve → ready: {', '.join(f'{s:.2f} s' for s in starts)} (goal ≤ 8 s)")
     url = f"http://127.0.0.1:{port}/"
+    if args.rss_rounds:
+        try:
+            print(f"server before any question: {server_memory(process.pid, index / 'cables.sqlite')}")
+            rounds = rss_rounds(url, process.pid, index, questions, args.rss_rounds, args.users, args.seconds)
+            print(f"load average at the end: {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
+            print(json.dumps({"index": str(index), "rss_rounds": rounds}))
+        finally:
+            stop(process)
+        return 0
     try:
         tokens = first_tokens(url, questions[:20])
         print(f"first streamed token: p50 {percentile(tokens, 50):.0f} ms, p95 {percentile(tokens, 95):.0f} ms, "

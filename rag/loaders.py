@@ -57,6 +57,9 @@ from rag.parser import parse_cable
 __all__ = ["NO_TEXT", "LoadReport", "detect_format", "load_cables", "merge"]
 
 log = logging.getLogger(__name__)
+# Skips are recorded in the LoadReport, which callers print. Without a handler of its own, a program that configures
+# no logging would print each warning a second time through logging's last-resort handler.
+log.addHandler(logging.NullHandler())
 
 _READERS = {"text": read_text_file, "jsonl": read_jsonl, "csv": read_cables_csv, "html": read_html_page}
 _SUFFIXES = (
@@ -143,7 +146,9 @@ def _items(root: Path) -> Iterator[Record | Skip]:
     if root.is_file():
         yield from _file_items(root, detect_format(root) or _sniff(root))
         return
-    for folder, dirs, files in os.walk(root):
+    unreadable: list[OSError] = []  # os.walk reports a folder it cannot list here, and goes on
+    for folder, dirs, files in os.walk(root, onerror=unreadable.append):
+        yield from _unreadable_folders(unreadable)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(folder, name)
@@ -152,6 +157,13 @@ def _items(root: Path) -> Iterator[Record | Skip]:
                 log.debug("not a cable file, left alone: %s", path)
                 continue
             yield from _file_items(path, fmt)
+    yield from _unreadable_folders(unreadable)
+
+
+def _unreadable_folders(errors: list[OSError]) -> Iterator[Skip]:
+    while errors:
+        err = errors.pop(0)
+        yield Skip(str(err.filename), f"cannot read the folder: {err.strerror or err}")
 
 
 def _sniff(path: Path) -> str:

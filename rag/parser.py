@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import CableParseError
 from .addressees import normalise_origin, parse_addressees
@@ -38,7 +39,11 @@ from .header import (
 )
 from .models import Cable, Paragraph
 
-__all__ = ["normalise_text", "parse_cable"]
+__all__ = ["MAX_CABLE_CHARS", "normalise_text", "parse_cable"]
+
+# A guard, not a measure: the longest corpus cable has 66,387 characters. Parsing is linear in the text (a
+# 1,000,000-character numbered text takes about half a second), so this bounds what one record can cost a build.
+MAX_CABLE_CHARS = 8_000_000
 
 _PAGE_BREAK = re.compile(
     r"^[ \t]*[A-Za-z][A-Za-z .'()/-]*[ \t]+\d{6,8}[ \t]+\d{3}(?:\.\d+)?[ \t]+(?:OF|of)[ \t]+\d{3}[ \t]*$\n?",
@@ -53,13 +58,13 @@ _LETTER_PILCROW = re.compile(r"¶[ \t]*(?=\(?[A-Za-z][.)][ \t])")
 # The site wrote opening and closing quotation marks as ``&`` and ``8``: ``security &clean up8``.
 _AMP_QUOTE = re.compile(r"&(?=[A-Za-z(])((?:[^&\n]|\n(?![ \t]*\n)){1,300}?[^\s\d&])8(?=[\s.,;:)?!'-]|$)")
 _MARKER = re.compile(
-    r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d{1,3})[ \t]*\.(?=[\s(\"'A-Za-z-]|$)"
+    r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d+)[ \t]*\.(?=[\s(\"'A-Za-z-]|$)"
     # Reflowed bodies run paragraphs on in one line; there only a number followed by a portion marking
     # after a sentence's end is taken, since bare "2." mid-line is too often something else.
     r"|(?<=[.!?\"')][ \t])[ \t]*(?P<inline>\d{1,2})\.[ \t]*(?=\((?:U|SBU|C|S|S/NF|C/NF)\))",
     re.MULTILINE,
 )
-_PAREN_MARKER = re.compile(r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d{1,3})\)[ \t]+(?=[(\"'A-Z])", re.MULTILINE)
+_PAREN_MARKER = re.compile(r"^[ \t]*(?P<pilcrow>¶[ \t]*)?(?P<number>\d+)\)[ \t]+(?=[(\"'A-Z])", re.MULTILINE)
 _MARKING = re.compile(
     r"^\(\s*(?P<marking>(?:U|SBU|C|S|TS|FOUO|CONFIDENTIAL|SECRET|UNCLASSIFIED)"
     r"(?:\s*/{1,2}\s*[A-Z][A-Z ]{0,20}?)*)\s*\)\s*:?\s*",
@@ -85,6 +90,10 @@ _TAIL_JUNK = re.compile(
     r"(?:\s+|[\"\\>,]|(?<=\n)\.+|</table>|NNNN|End Cable Text|\*{3,}"
     r"|\d{4}[A-Z]+\d+ - (?:Classification: )?[A-Z/ ]+)*+\Z"
 )
+# The most a chain may skip, after a pilcrow-marked number (paragraphs lost in transit).
+_MAX_GAP = 5
+# Numbers of any length continue a chain (a cable may run past ¶999); only those below this may open one.
+_LATE_OPENING = 1000
 _DASH_HEADING = re.compile(r"-{3,}\s*([^-\s][^\n]{0,100}?)\s*-{3,}\s*$")
 
 
@@ -99,6 +108,9 @@ def parse_cable(text: str, *, source: str | None = None, cable_id: str | None = 
     if not isinstance(text, str):
         raise CableParseError(f"expected the cable as str, got {type(text).__name__}; decode bytes first",
                               source=source)
+    if len(text) > MAX_CABLE_CHARS:
+        raise CableParseError(f"{len(text):,} characters, more than any cable holds ({MAX_CABLE_CHARS:,} at most): "
+                              "several cables run together, or not a cable", source=source, line=1)
     text = normalise_text(text)
     if not text.strip():
         raise CableParseError("empty text: no cable to parse", source=source, line=1)
@@ -193,61 +205,113 @@ def _paragraph_markers(text: str, start: int) -> list[_Marker]:
     number may skip ahead a little (a paragraph lost in transit), an unmarked one less, and it may open
     the chain at any number (a release that withholds the first paragraphs). Numbers that fit no good
     chain (lists inside paragraphs, pilcrows the site put on list items) stay paragraph text.
+
+    A cable that counts down (30, 29 … 1) is read from its end, so that it keeps its own numbers: read
+    forwards, its "11." and "2." made a ¶1 and a ¶2 of the wrong text. No corpus cable has even three
+    line-start numbers in a row counting down, so no other cable is read that way.
     """
-    chain = _best_chain(text, start, _MARKER)
+    candidates = _candidates(text, start, _MARKER)
+    chain, score = _best_chain(candidates)
+    if _counts_down(candidates):
+        backward, backward_score = _best_chain(candidates[::-1])
+        if backward_score > score:
+            return backward[::-1]
     if chain and chain[0].number <= 3:
         return chain
     # "1)" numbers paragraphs in a few cables, but lists inside paragraphs far more often: only a cable
     # whose "1." numbering is missing or opens late (a lone "¶10." after "1)" to "9)") is read that way.
-    paren = _best_chain(text, start, _PAREN_MARKER)
+    paren, _ = _best_chain(_candidates(text, start, _PAREN_MARKER))
     return paren if len(paren) > len(chain) else chain
 
 
-def _best_chain(text: str, start: int, marker: re.Pattern[str]) -> list[_Marker]:
-    candidates: list[tuple[re.Match[str], bool, list[int]]] = []
+class _Candidate(NamedTuple):
+    """A line-start number that may be a paragraph's: where it stands, how it is marked, how it may be read."""
+
+    start: int
+    end: int
+    pilcrow: bool
+    strong: bool  # a pilcrow, or a reflowed number before a marking, followed by what starts a paragraph
+    plausible: bool  # followed by what starts a paragraph
+    readings: tuple[int, ...]
+
+
+def _candidates(text: str, start: int, marker: re.Pattern[str]) -> list[_Candidate]:
+    # Plain values only, no Match objects: a crafted cable has tens of thousands of candidates, and the garbage
+    # collector walks every container object kept alive.
+    candidates: list[_Candidate] = []
     for m in marker.finditer(text, start):
         raw = m.group("number") or m.groupdict().get("inline")
-        strong = bool(m.group("pilcrow") or m.groupdict().get("inline"))
+        pilcrow = bool(m.group("pilcrow"))
+        strong = pilcrow or bool(m.groupdict().get("inline"))
         if _looks_like_reference(text, m.end()):
             continue
-        readings = [int(raw)]
+        readings = (int(raw),)
         if not strong and len(raw) >= 2 and raw[0] == "1" and int(raw[1:]) > 0:
-            readings.append(int(raw[1:]))
-        candidates.append((m, strong and bool(_starts_like_paragraph(text, m.end())) or bool(m.group("pilcrow")),
-                           readings))
-
-    # best[(i, value)] = (score, previous state) for a chain ending at candidate i read as value.
-    best: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
-    for i, (m, strong, readings) in enumerate(candidates):
+            readings += (int(raw[1:]),)
         plausible = _starts_like_paragraph(text, m.end())
+        candidates.append(_Candidate(m.start(), m.end(), pilcrow, strong and plausible or pilcrow, plausible,
+                                     readings))
+    return candidates
+
+
+def _counts_down(candidates: list[_Candidate], run: int = 3) -> bool:
+    """Whether ``run`` candidates in a row, as written, count down by one."""
+    length = 1
+    for before, after in zip(candidates, candidates[1:]):
+        length = length + 1 if after.readings[0] == before.readings[0] - 1 else 1
+        if length >= run:
+            return True
+    return False
+
+
+def _best_chain(candidates: list[_Candidate]) -> tuple[list[_Marker], float]:
+    """The best increasing chain through ``candidates``, in their order, and its score."""
+    # best[(i, value)] = (score, previous state) for a chain ending at candidate i read as value. A step scores only
+    # for a gap of 1 to 5, so a state needs, per value just below its own, the best chain ending there: ``ends``
+    # keeps that one (the earliest of equals, with the order it was found in) for candidates before this one, which
+    # makes the search linear in the number of candidates instead of quadratic.
+    best: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
+    ends: dict[int, tuple[float, int, tuple[int, int]]] = {}
+    for i, (_, _, pilcrow, strong, plausible, readings) in enumerate(candidates):
+        found: list[tuple[int, float, int]] = []
         for value in readings:
             opening = 3.0 if value == 1 else 1.0 if value <= 3 and (strong or plausible) else None
-            if opening is None and m.group("pilcrow"):  # a release may withhold all before ¶6 (07THEHAGUE1336)
+            # A release may withhold all before ¶6 (07THEHAGUE1336); a pilcrow the site put on a year ("¶1989.")
+            # opens nothing.
+            if opening is None and pilcrow and value < _LATE_OPENING:
                 opening = 0.5
             top = (opening, None) if opening is not None else None
-            for (j, previous), (score, _) in best.items():
-                if j >= i or previous >= value:
+            step_from: tuple[float, int, tuple[int, int]] | None = None
+            for gap in range(1, _MAX_GAP + 1):
+                end, step = ends.get(value - gap), _step_score(gap, strong, plausible)
+                if end is None or step is None:
                     continue
-                step = _step_score(value - previous, strong, plausible)
-                if step is not None and (top is None or score + step > top[0]):
-                    top = (score + step, (j, previous))
+                if step_from is None or (end[0] + step, -end[1]) > (step_from[0], -step_from[1]):
+                    step_from = (end[0] + step, end[1], end[2])
+            if step_from is not None and (top is None or step_from[0] > top[0]):
+                top = (step_from[0], step_from[2])
             if top is not None:
                 best[(i, value)] = top
+                found.append((value, top[0], len(best)))
+        for value, score, order in found:
+            if value not in ends or score > ends[value][0]:
+                ends[value] = (score, order, (i, value))
     if not best:
-        return []
+        return [], 0.0
     state: tuple[int, int] | None = max(best, key=lambda s: (best[s][0], -s[0]))
+    score = best[state][0]
     chain: list[_Marker] = []
     while state is not None:
-        m = candidates[state[0]][0]
-        chain.append(_Marker(m.start(), m.end(), state[1]))
+        candidate = candidates[state[0]]
+        chain.append(_Marker(candidate.start, candidate.end, state[1]))
         state = best[state][1]
-    return chain[::-1]
+    return chain[::-1], score
 
 
 def _step_score(gap: int, strong: bool, plausible: bool) -> float | None:
     if gap == 1:
         return 3.0
-    if strong and gap <= 5:
+    if strong and gap <= _MAX_GAP:
         return 1.0
     if plausible and gap <= 2:
         return 0.5
@@ -256,7 +320,8 @@ def _step_score(gap: int, strong: bool, plausible: bool) -> float | None:
 
 def _looks_like_reference(text: str, at: int) -> bool:
     # A numbered REF list ("1. STATE 12345") before any paragraph is not ¶1.
-    rest = text[at: text.find("\n", at) if "\n" in text[at:] else len(text)].strip()
+    end = text.find("\n", at)
+    rest = text[at: end if end >= 0 else len(text)].strip()
     return len(rest) < 80 and bool(re.match(r"^(?:\d{2}\s+)?[A-Z][A-Z ]{2,30}\s+\d{2,7}\b", rest))
 
 

@@ -17,6 +17,7 @@ for a whole query; IVF with refinement takes about 1 ms.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,8 @@ import numpy as np
 if TYPE_CHECKING:
     import faiss
 
-__all__ = ["EXACT_LIMIT", "TARGET_RECALL", "VectorFile", "build_faiss", "search_faiss"]
+__all__ = ["EXACT_LIMIT", "TARGET_RECALL", "VectorFile", "block_digest", "build_faiss", "faiss_ids", "faiss_rows",
+           "search_faiss"]
 
 EXACT_LIMIT = 50_000
 TARGET_RECALL = 0.97
@@ -38,6 +40,12 @@ SCAN_LIMIT = 60_000
 _CHUNK = 65_536
 # rows(): wanted rows at most _GAP apart share one read, of at most _RUN rows (1.5 MB at 384 dimensions).
 _GAP, _RUN = 16, 1024
+_READ_BYTES = 1 << 24
+
+
+def block_digest(vectors: np.ndarray) -> str:
+    """SHA-256 of rows as :meth:`VectorFile.append` writes them: what :meth:`VectorFile.digest` gives back."""
+    return hashlib.sha256(np.ascontiguousarray(vectors, dtype=np.float32).tobytes()).hexdigest()
 
 
 class VectorFile:
@@ -67,6 +75,25 @@ class VectorFile:
             f.flush()
             os.fsync(f.fileno())
         return first
+
+    def write_rows(self, first: int, vectors: np.ndarray) -> None:
+        """Overwrite rows from ``first`` on with ``vectors``, durably (a repair of rows found damaged)."""
+        with open(self.path, "r+b") as f:
+            os.pwrite(f.fileno(), np.ascontiguousarray(vectors, dtype=np.float32).tobytes(), first * self._row_bytes)
+            os.fsync(f.fileno())
+
+    def digest(self, first: int, rows: int) -> str:
+        """SHA-256 of rows ``first`` to ``first + rows - 1`` as stored (a short file hashes what it holds)."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            at, end = first * self._row_bytes, (first + rows) * self._row_bytes
+            while at < end:
+                chunk = os.pread(f.fileno(), min(_READ_BYTES, end - at), at)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                at += len(chunk)
+        return digest.hexdigest()
 
     def rows(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The rows ``ids``, in that order. Rows close together are read in one call."""
@@ -149,6 +176,26 @@ def _tune_nprobe(index: Any, vectors: VectorFile, ids: np.ndarray, rng: np.rando
             break
         nprobe *= 2
     return min(nprobe, index.nlist), recall
+
+
+def faiss_ids(index: Any) -> np.ndarray:
+    """The row ids a FAISS index built by :func:`build_faiss` holds, in its own order."""
+    faiss = _faiss()
+    if hasattr(index, "id_map"):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
+             for n in range(ivf.nlist) if lists.list_size(n)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def faiss_rows(index: Any, ids: np.ndarray) -> np.ndarray:
+    """The vectors a FAISS index holds for rows ``ids``: as added when exact, decoded when quantised."""
+    if not hasattr(index, "id_map"):
+        faiss = _faiss()
+        faiss.extract_index_ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
 
 def search_faiss(index: Any, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None,

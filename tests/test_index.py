@@ -1,5 +1,7 @@
-"""Building, extending and opening an index (issue 3): incremental builds, a build killed with SIGKILL and
-resumed, refusing indexes that cannot be used, and the FAISS index chosen by size.
+"""Building, extending and opening an index (issues 3 and 11): incremental builds, a build killed with SIGKILL and
+resumed, refusing indexes that cannot be used, the same cable twice in one build, one build at a time (and an
+index opened while it is built), input without a cable, connections of ended threads, and the FAISS index chosen
+by size. Damaged index files and their repair: tests/test_check.py.
 
 Everything uses the deterministic FakeEmbedder; the kill test runs a real ``build_index`` in a subprocess over a
 slice of the shared corpus and resumes it with the real ``cablechat index`` command.
@@ -12,8 +14,11 @@ import json
 import os
 import signal
 import sqlite3
+import re
+import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -21,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEEDS, seed_texts
+from conftest import REPO, SEED_IDS, SEEDS, seed_texts
 
 from rag.assistant import Assistant
 from rag.cli import main
 from rag.embed import FakeEmbedder
-from rag.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
-from rag.index import DATABASE, FAISS, MANIFEST, VECTORS, Index, open_index
+from rag.check import check_index
+from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from rag.index import DATABASE, FAISS, MANIFEST, VECTORS, Building, Index, open_index
 from rag.indexer import build_index
 from rag.vectors import TARGET_RECALL, VectorFile, build_faiss
 
@@ -260,51 +266,203 @@ def test_missing_index_says_how_to_build_one(tmp_path):
         with pytest.raises(IndexMissingError) as caught:
             opening()
         assert f"no index at {tmp_path / 'nowhere'}" in str(caught.value)
-        assert "cablechat index seeds/ --index" in str(caught.value)
+        assert f"cablechat index CABLES --index {tmp_path / 'nowhere'}" in str(caught.value)
 
 
-def _edit_manifest(folder: Path, **changes: object) -> None:
-    path = folder / MANIFEST
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+def test_an_index_of_another_format_is_refused_naming_a_build_that_works(seeds_index, copy_index, capsys):
+    folder = copy_index(seeds_index)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(IndexCorruptError, match="index format 99, this CableChat reads format 1") as caught:
+        open_index(folder)
+    command = re.findall(r"`(cablechat [^`]+)`", str(caught.value))[0]
+    assert command == f"cablechat index {SEEDS} --index {folder}.rebuilt"
+    assert main([*shlex.split(command)[1:], "--model", "fake-hash-64"]) == 0
+    with opened(Path(f"{folder}.rebuilt"), embedder=FakeEmbedder()) as index:
+        assert index.store.cable_ids() == sorted(SEED_IDS)
 
 
-def _cut(path: Path, keep: int) -> None:
-    with open(path, "r+b") as f:
-        f.truncate(keep)
+# -- the same cable twice in one build ---------------------------------------------------------------------
 
 
-CORRUPTIONS = {
-    "half-built": (lambda f: (f / MANIFEST).unlink(), "is half-built"),
-    "counts": (lambda f: _edit_manifest(f, counts={"cables": 2, "paragraphs": 17, "vectors": 20}),
-               "does not match its manifest"),
-    "manifest not JSON": (lambda f: (f / MANIFEST).write_text("{"), "cannot read"),
-    "manifest fields": (lambda f: (f / MANIFEST).write_text('{"model": "x"}'), "cannot read"),
-    "format": (lambda f: _edit_manifest(f, format=99), "index format 99"),
-    "no faiss.index": (lambda f: (f / FAISS).unlink(), f"lacks {FAISS}"),
-    "faiss.index garbage": (lambda f: (f / FAISS).write_bytes(b"not faiss" * 10), "cannot read"),
-    "cables.sqlite garbage": (lambda f: (f / DATABASE).write_bytes(b"not sqlite" * 1000), "cannot read"),
-    "no vectors.f32": (lambda f: (f / VECTORS).unlink(), f"lacks {VECTORS}"),
-    "vectors.f32 cut": (lambda f: _cut(f / VECTORS, 64 * 4 * 10), "holds 10 vectors, the database 20"),
+def seed_copies(folder: Path, names: dict[str, str]) -> None:
+    """09ASTANA664's seed file under each name, its text changed by ``(old, new)`` where the value says so."""
+    astana = seed_texts()[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, change in names.items():
+        old, _, new = change.partition("->")
+        (folder / name).write_text(astana.replace(old, new) if old else astana)
+
+
+SAID = "Shaimagambetov said"
+# name: (make the inputs in folder d, the copy kept, the lines reporting the others)
+DUPLICATES = {
+    "two copies in a folder": (lambda d: (seed_copies(d, {"a.txt": "", "b.txt": ""}), [d])[1], "{d}/a.txt",
+                               ["{d}/b.txt holds the same cable as {d}/a.txt; indexed once"]),
+    "another text under the same id": (
+        lambda d: (seed_copies(d, {"a.txt": "", "b.txt": f"{SAID}->Shaimagambetov told us"}), [d])[1], "{d}/a.txt",
+        ["{d}/b.txt gives a different text than {d}/a.txt; kept the version in {d}/a.txt, the first read"]),
+    "the same input twice": (lambda d: (seed_copies(d, {"a.txt": ""}), [d / "a.txt", d])[1], "{d}/a.txt",
+                             ["{d}/a.txt holds the same cable as {d}/a.txt; indexed once"]),
+    "twice in one batch of a .jsonl, and in a text file": (
+        lambda d: (seed_copies(d, {"z.txt": ""}),
+                   (d / "cables.jsonl").write_text(2 * (json.dumps({"id": "09ASTANA664", "body": seed_texts()[0]})
+                                                        + "\n")), [d])[2], "{d}/cables.jsonl:1",
+        ["{d}/cables.jsonl:2 holds the same cable as {d}/cables.jsonl:1; indexed once",
+         "{d}/z.txt holds the same cable as {d}/cables.jsonl:1; indexed once"]),
 }
 
 
-@pytest.mark.parametrize("name", CORRUPTIONS)
-def test_unusable_index_is_refused_with_the_fix(seeds_index, copy_index, name):
-    folder = copy_index(seeds_index)
-    corrupt, message = CORRUPTIONS[name]
-    corrupt(folder)
-    for opening in (lambda: open_index(folder, embedder=FakeEmbedder()), lambda: Assistant(folder)):
-        with pytest.raises(IndexCorruptError, match=message) as caught:
-            opening()
-        assert "cablechat index" in str(caught.value) or "rebuild" in str(caught.value)
+@pytest.mark.parametrize("name", DUPLICATES)
+def test_the_same_cable_twice_is_indexed_once_and_each_copy_reported_once(tmp_path, capsys, name):
+    make, kept, lines = DUPLICATES[name]
+    inputs = [str(p) for p in make(tmp_path / "d")]
+    folder = tmp_path / "index"
+    expected = [f"duplicate 09ASTANA664: {line.format(d=tmp_path / 'd')}" for line in lines]
+    for run in range(2):  # and the same command again
+        capsys.readouterr()
+        assert main(["index", *inputs, "--index", str(folder), "--model", "fake-hash-64"]) == 0
+        out, err = capsys.readouterr()
+        assert [line for line in err.splitlines() if line.startswith("duplicate")] == expected
+        assert f"{1 - run} cables added, 0 replaced, {run} unchanged, {len(lines)} duplicate" in out
+    with opened(folder, embedder=FakeEmbedder()) as index:
+        assert index.store.cable_ids() == ["09ASTANA664"]
+        cable = index.store.cable("09ASTANA664")
+        assert cable.source == kept.format(d=tmp_path / "d") and SAID in cable.paragraph(6).text
+    summary = build_index(inputs, folder, embedder=FakeEmbedder())
+    assert (summary.duplicates, len(summary.duplicate_list)) == (len(lines), len(lines))
 
 
-@pytest.mark.parametrize("name", ["cables.sqlite garbage", "vectors.f32 cut"])
-def test_building_into_a_damaged_index_is_refused(seeds_index, copy_index, name):
-    folder = copy_index(seeds_index)
-    CORRUPTIONS[name][0](folder)
-    with pytest.raises(IndexCorruptError, match="rebuild the index into a new folder"):
+# -- one build at a time ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def paused_build(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """``build_index`` of the seeds in a process of its own, stopped after its first cable, holding the lock."""
+    folder = tmp_path / "index"
+    env = {**os.environ, "CABLECHAT_MODEL": "fake-hash-64"}
+    build = subprocess.Popen([sys.executable, "-c", KILLABLE_BUILD.replace("batch_cables=16", "batch_cables=1"), "1",
+                              str(folder), str(SEEDS)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert build.stdout.readline() == "1\n"  # committed its first batch, and waits
+        yield build, folder
+    finally:
+        if build.poll() is None:
+            build.kill()
+        build.wait()
+        build.stdout.close()
+
+
+def test_a_second_build_is_refused_naming_the_first_and_runs_once_it_is_stopped(paused_build, capsys):
+    build, folder = paused_build
+    argv = ["index", str(SEEDS), "--index", str(folder), "--model", "fake-hash-64"]
+    capsys.readouterr()
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"is being built by process {build.pid}" in err
+    with pytest.raises(IndexBusyError) as caught:
         build_index([SEEDS], folder, embedder=FakeEmbedder())
+    assert caught.value.pid == build.pid
+    assert main(["check", "--index", str(folder)]) == 1
+    assert f"being built by process {build.pid} (1 cables committed so far)" in capsys.readouterr().out
+    # What the message says to do: stop the build, then run the command again.
+    stop = re.findall(r"`(kill \d+)`", err)[0]
+    subprocess.run(shlex.split(stop), check=True)
+    assert build.wait(timeout=30) == -signal.SIGTERM
+    assert main(argv) == 0
+    assert "1 cables added, 0 replaced, 1 unchanged; index holds 2 cables" in capsys.readouterr().out
+    assert check_index(folder).ok
+    assert sorted(p.name for p in folder.iterdir()) == [DATABASE, FAISS, MANIFEST, VECTORS]
+
+
+def test_an_index_being_built_opens_as_far_as_it_is_committed(paused_build):
+    build, folder = paused_build
+    with opened(folder, embedder=FakeEmbedder()) as index:
+        assert index.building == Building(pid=build.pid, cables=1, paragraphs=11)
+        assert index.manifest.counts == {"cables": 1, "paragraphs": 11, "vectors": ASTANA_WINDOWS}
+        assert index.faiss.ntotal == ASTANA_WINDOWS
+    with Assistant(folder, embedder=FakeEmbedder()) as assistant:
+        assert assistant.index.building is not None
+        hits = assistant.search("Baikonur lease", k=3)
+        assert hits and all(h.paragraph.cable_id == "09ASTANA664" for h in hits)
+
+
+def test_a_finished_index_is_not_building(seeds_index):
+    with opened(seeds_index) as index:
+        assert index.building is None
+
+
+# -- input that holds no cable ------------------------------------------------------------------------------
+
+PASSWD = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+NO_CABLE = {
+    "a passwd file": (lambda d: (d.mkdir(), (d / "passwd").write_text(PASSWD), d / "passwd")[2], 1),
+    "an empty folder": (lambda d: (d.mkdir(), d)[1], 0),
+    "a folder of non-cables": (lambda d: (d.mkdir(), (d / "a.txt").write_text(PASSWD),
+                                          (d / "b.txt").write_text(""), d)[3], 2),
+}
+
+
+@pytest.mark.parametrize("name", NO_CABLE)
+def test_input_without_a_cable_fails_and_leaves_no_index(tmp_path, capsys, name):
+    make, skipped = NO_CABLE[name]
+    source = make(tmp_path / "input")
+    folder = tmp_path / "index"
+    capsys.readouterr()
+    assert main(["index", str(source), "--index", str(folder), "--model", "fake-hash-64"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and f"cablechat index: found no cable in {source}" in err and "no index was made" in err
+    assert len([line for line in err.splitlines() if line.startswith("skipped ")]) == skipped
+    assert not folder.exists()
+
+
+def test_input_without_a_cable_leaves_an_index_as_it_was(seeds_index, copy_index, tmp_path, capsys):
+    folder = copy_index(seeds_index)
+    before = snapshot(folder)
+    (tmp_path / "passwd").write_text(PASSWD)
+    assert main(["index", str(tmp_path / "passwd"), "--index", str(folder)]) == 1
+    assert f"the index {folder} is as it was" in capsys.readouterr().err
+    assert snapshot(folder) == before
+
+
+def test_each_skipped_file_is_said_once(tmp_path):
+    """As a shell runs it: no logging configured, so a logged warning would print a second copy."""
+    (tmp_path / "passwd").write_text(PASSWD)
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "index", str(tmp_path / "passwd"), "--index",
+                           str(tmp_path / "index"), "--model", "fake-hash-64"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.count(str(tmp_path / "passwd")) == 2  # its skip line, and the error naming the input
+    assert done.stderr.count("skipped ") == 1 and "Traceback" not in done.stderr
+
+
+# -- connections of threads that ended ---------------------------------------------------------------------
+
+
+def open_handles(path: Path) -> int:
+    target = str(path.resolve())
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd) == target
+        except OSError:
+            pass  # closed while listing
+    return count
+
+
+def test_a_thread_s_connection_is_closed_when_the_thread_ends(seeds_index):
+    with opened(seeds_index) as index:
+        for _ in range(3):  # a server's worker threads come and go
+            threads = [threading.Thread(target=lambda: index.store.counts()) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert open_handles(seeds_index / DATABASE) == 1  # the opening thread's
+        assert index.store.counts()["cables"] == 2
+    assert open_handles(seeds_index / DATABASE) == 0
 
 
 # -- FAISS: exact or IVF by size ---------------------------------------------------------------------------

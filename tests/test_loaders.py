@@ -6,17 +6,23 @@ from ``seeds/`` in tmp_path.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, SEED_IDS, SEEDS, corpus_lines, needs_corpus, seed_texts
+from conftest import CORPUS, REPO, SEED_IDS, SEEDS, corpus_lines, needs_corpus, seed_texts
 
 from rag import formats
+from rag.cli import main
 from rag.formats import INVALID_UTF8, Record, read_html_page, read_jsonl, unwrap_row
 from rag.loaders import LoadReport, detect_format, load_cables, merge
 from rag.models import Cable, Paragraph
@@ -91,6 +97,74 @@ def test_load_is_lazy(tmp_path):
     assert report.skipped == 0  # the broken row at the end has not been read yet
     assert [c.id for c in cables] == ["09MOSCOW2809"]
     assert report.summary() == "loaded 2 cables, skipped 1"
+
+
+# --- what cannot be read, and input that holds no cable ---------------------------------------------------
+
+
+def without_read_rights() -> Callable[[], None] | None:
+    """For a subprocess: drop root's power to read what its permissions forbid (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH, from the bounding set, so the program exec'd runs without them), making a chmod 000
+    folder unreadable for real. None when not root: permissions already apply."""
+    if os.geteuid() != 0:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop() -> None:
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")
+
+    return drop
+
+
+def cablechat_as_a_user(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run([sys.executable, "-m", "rag.cli", *map(str, argv)], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, preexec_fn=without_read_rights())
+    except subprocess.SubprocessError as exc:  # a container that forbids dropping capabilities
+        pytest.skip(f"cannot run a process without read rights here: {exc}")
+
+
+@pytest.fixture
+def locked(tmp_path: Path) -> Iterator[Path]:
+    """A folder with a seed, an unreadable sub-folder holding the other, and an unreadable file."""
+    astana, moscow = sorted(SEEDS.glob("*.txt"))
+    shutil.copy(astana, tmp_path / "astana.txt")
+    (tmp_path / "locked").mkdir()
+    shutil.copy(moscow, tmp_path / "locked" / "moscow.txt")
+    shutil.copy(moscow, tmp_path / "secret.txt")
+    for path in (tmp_path / "locked", tmp_path / "secret.txt"):
+        path.chmod(0)
+    yield tmp_path
+    for path in (tmp_path / "locked", tmp_path / "secret.txt"):
+        path.chmod(0o755)
+
+
+def test_an_unreadable_folder_is_reported_like_an_unreadable_file(locked):
+    done = cablechat_as_a_user("parse", locked)
+    assert done.returncode == 0 and done.stdout.startswith("09ASTANA664\t")
+    assert done.stderr.splitlines() == [
+        "loaded 1 cables, skipped 2",
+        f"  skipped {locked / 'secret.txt'}: cannot read the file: Permission denied",
+        f"  skipped {locked / 'locked'}: cannot read the folder: Permission denied",
+    ]
+    done = cablechat_as_a_user("parse", locked / "locked")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "loaded 0 cables, skipped 1",
+        f"  skipped {locked / 'locked'}: cannot read the folder: Permission denied",
+        f"cablechat parse: found no cable in {locked / 'locked'}",
+    ]
+
+
+def test_parse_of_a_file_without_a_cable_fails(tmp_path, capsys):
+    path = tmp_path / "passwd"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    assert main(["parse", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines()[-1] == f"cablechat parse: found no cable in {path}"
+    assert err.count(f"skipped {path}: ") == 1
 
 
 @pytest.mark.parametrize(
