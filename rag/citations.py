@@ -1,9 +1,10 @@
 """Citations in an LLM reply: find them in whatever form the model wrote, keep only retrieved ones, check them.
 
 A citation key is ``citation_key(cable_id, n)`` (``09ASTANA664 ¶6``), written in answers as ``[09ASTANA664 ¶6]``.
-Models drift from that form (``para 6``, ``(09ASTANA664, ¶6)``, ``[09ASTANA664 ¶3-5]``, keys glued to words),
-so :func:`clean_citations` reads them all and rewrites each as one canonical bracket per key. Keys the model
-was not shown are removed and reported: a citation the reader cannot check is worse than none.
+Models drift from that form (``para 6``, ``(09ASTANA664, ¶6)``, ``[09ASTANA664 ¶3-5]``, ``#6``, ``P6``,
+``09ASTANA664-6``, lower-case ids, keys glued to words), so :func:`clean_citations` reads them all and rewrites each
+as one canonical bracket per key. Keys the model was not shown are removed and reported: a citation the reader
+cannot check is worse than none.
 
 :func:`check_reply` then splits the cleaned answer into sentences and asks of each whether the paragraphs it
 cites share its words (:func:`support_score`), a cheap lexical test, not entailment.
@@ -39,13 +40,18 @@ _MIN_SHARE = 0.2
 _MAX_RANGE = 50
 _MAX_QUOTE = 300
 
-_CABLE = r"(?<![A-Za-z0-9])\d{2}[A-Z]+\d+(?![A-Za-z0-9])"
+# Small models write ids in lower case now and then ("09astana664"); keys are upper-cased when read.
+_CABLE = r"(?<![A-Za-z0-9])\d{2}[A-Za-z]+\d+(?![A-Za-z0-9])"
 _MARK = r"(?i:¶¶?|§§?|paragraphs?\b|paras?\b\.?|pars?\b\.?|pp?\.)"
+# Small models also write "09ASTANA664 #6", "09ASTANA664 P6" and "09ASTANA664-6". These marks count only after a
+# cable id: alone, "(P5)" is the Security Council's five, "#1" a rank and "-6" a number. Other spellings stay prose
+# and are not counted as citations.
+_ID_MARK = r"(?:\#|P|-)(?=\d)"
 _NUMS = r"\d+(?:\s*(?:-|–|—|(?i:to|through)\b)\s*\d+)?"
 
 # One token of what may sit inside a citation bracket; anything else means the bracket is prose.
 _TOKEN = re.compile(
-    rf"(?P<cable>{_CABLE})|(?P<mark>{_MARK})"
+    rf"(?P<cable>{_CABLE})|(?P<mark>{_MARK})|(?P<id_mark>{_ID_MARK})"
     r"|(?P<lo>\d+)(?:\s*(?:-|–|—|(?i:to|through)\b)\s*(?P<hi>\d+))?(?![A-Za-z0-9])"
     r"|(?P<of>(?i:of|in)\b)"
     r"|(?P<sep>[\s,;:&]+|(?i:and|see|also|cf|cables?|sources?|ref)\b\.?)"
@@ -55,11 +61,13 @@ _PAREN = re.compile(r"\((?P<body>[^()\n]*)\)")
 # Citations outside brackets need a paragraph mark, so prose like "in 2009 Astana" is never taken for one.
 _MORE = rf"\s*(?:,|;|&|(?i:and)\b)\s*(?:{_MARK}\s*{_NUMS}|{_NUMS}(?=[ \t]*(?:$|[\n\].,;:)!?&¶]|(?i:and)\b)))"
 _PROSE = re.compile(
-    rf"(?P<body>{_CABLE}\s*,?\s*{_MARK}\s*{_NUMS}(?:{_MORE})*"
+    rf"(?P<body>{_CABLE}(?:\s*,?\s*{_MARK}\s*|\s*,?\s*{_ID_MARK}){_NUMS}(?:{_MORE})*"
     rf"|{_MARK}\s*{_NUMS}(?:{_MORE})*\s+(?i:of|in)\s+(?:(?i:cable)\s+)?{_CABLE})"
 )
 _CANONICAL = re.compile(r"\[(\d{2}[A-Z]+\d+) ¶(\d+)\]")
 _RUN_GAP = re.compile(r"[ \t,;]*")
+# Markdown emphasis that opens right before a citation, as in "**[09ASTANA664 ¶6]**": no space goes after it.
+_OPENER = re.compile(r"(?:^|(?<=[\s(\[]))([*_]{1,3})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +115,14 @@ def _parse_group(body: str, start: int, end: int, *, square: bool) -> _Group | N
         if token["cable"]:
             if not cable_cited and cable:
                 bare.append(cable)
-            cable, cable_cited = token["cable"], False
+            cable, cable_cited = token["cable"].upper(), False
             if after_of and pending:
                 refs.extend((cable, n) for n in pending)
                 pending, cable_cited = [], True
-        elif token["mark"]:
+        elif token["mark"] or (token["id_mark"] and cable):
             marked = True
+        elif token["id_mark"]:
+            return None
         elif token["lo"]:
             numbers = _expand(token["lo"], token["hi"])
             if cable is None:
@@ -159,13 +169,16 @@ def _runs(text: str, groups: list[_Group]) -> list[list[_Group]]:
 
 
 def _splice(out: str, text: str, end: int, replacement: str) -> tuple[str, int]:
-    """Append ``replacement`` where a citation run was, with exactly one space before it."""
+    """Append ``replacement`` where a citation run was, with exactly one space before it (none after an opener)."""
     out = out.rstrip(" \t")
     if out.endswith("(") and text.startswith(")", end):  # "([X ¶9])" would leave "()" behind
         out, end = out[:-1].rstrip(" \t"), end + 1
+    opener = _OPENER.search(out)
+    if opener and not replacement and text.startswith(opener.group(1), end):  # "**[X ¶9]**" would leave "****"
+        out, end, opener = out[:opener.start()].rstrip(" \t"), end + len(opener.group(1)), None
     at_line_start = not out or out.endswith("\n")
     if replacement:
-        return out + ("" if at_line_start else " ") + replacement, end
+        return out + ("" if at_line_start or opener else " ") + replacement, end
     if at_line_start:  # nothing left before it on the line, so the gap after it goes too
         end = len(text) - len(text[end:].lstrip(" \t"))
     return out, end
@@ -207,17 +220,31 @@ _END = re.compile(r"[.!?][\"'”’)]*\s+(?=[\"“'(\[]*[A-Z0-9])")
 _LEADING = re.compile(rf"(?:\s*{_CANONICAL.pattern})+")
 
 
+_FINISHED = re.compile(r"[.!?:][\"'”’)*_]*$")
+
+
 @dataclass(frozen=True, slots=True)
 class Sentence:
-    """One sentence of a cleaned answer: ``text`` as written (citations inside it included), its ``keys``."""
+    """One sentence of a cleaned answer: ``text`` as written (citations inside it included), its ``keys``.
+
+    ``start`` is where ``text`` begins in the answer; ``end`` is where the sentence ends with the citations that
+    follow it (``Leased. [09ASTANA664 ¶6]``), which is where a mark about it goes.
+    """
 
     text: str
     keys: tuple[str, ...]
+    start: int = 0
+    end: int = 0
 
     @property
     def claim(self) -> str:
         """The words without citations, which is what the cited paragraphs must support."""
         return " ".join(_CANONICAL.sub(" ", self.text).split())
+
+    @property
+    def finished(self) -> bool:
+        """Whether it ends as a sentence does (``.``, ``!``, ``?``, ``:``), not cut off mid-way."""
+        return bool(_FINISHED.search(_CANONICAL.sub("", self.text).rstrip()))
 
 
 def sentence_spans(text: str, *, lines: bool) -> list[tuple[int, int]]:
@@ -237,20 +264,25 @@ def sentence_spans(text: str, *, lines: bool) -> list[tuple[int, int]]:
 
 
 def split_sentences(text: str) -> list[Sentence]:
-    """Sentences of a cleaned answer with the keys each carries.
+    """Sentences of a cleaned answer with the keys each carries, where each lies in ``text``.
 
     Citations that open a sentence (``... Baikonur. [09ASTANA664 ¶6] Next ...``) belong to the one before.
     """
-    sentences: list[tuple[str, list[str]]] = []
+    found: list[tuple[int, int, int, list[str]]] = []  # start, end of text, end with citations, keys
     for start, end in sentence_spans(text, lines=True):
         lead = _LEADING.match(text, start, end)
-        if lead and sentences:
-            sentences[-1][1].extend(citation_key(c, int(n)) for c, n in _CANONICAL.findall(lead.group()))
+        if lead and found:
+            first, last, _, keys = found[-1]
+            keys.extend(citation_key(c, int(n)) for c, n in _CANONICAL.findall(lead.group()))
+            found[-1] = (first, last, lead.end(), keys)
             start = lead.end()
-        body = text[start:end].strip()
+        body = text[start:end]
         if re.search(r"\w", _CANONICAL.sub("", body)):  # not a bare run of citations or a "---" rule
-            sentences.append((body, [citation_key(c, int(n)) for c, n in _CANONICAL.findall(body)]))
-    return [Sentence(body, tuple(dict.fromkeys(keys))) for body, keys in sentences]
+            first = start + len(body) - len(body.lstrip())
+            last = start + len(body.rstrip())
+            found.append((first, last, last, [citation_key(c, int(n)) for c, n in _CANONICAL.findall(body)]))
+    return [Sentence(text[first:last], tuple(dict.fromkeys(keys)), first, end)
+            for first, last, end, keys in found]
 
 
 # -- support -----------------------------------------------------------------------------------------------
@@ -277,13 +309,25 @@ def support_score(sentence: str, paragraph_text: str) -> float:
 class CheckedReply:
     """A reply made safe to show: citations cleaned and each checked against the paragraph it names.
 
-    ``unsupported`` holds the sentences (as in ``text``) with no citation or with too little support.
+    ``sentences`` are those of ``text``; ``supported`` says for each whether the paragraphs it cites support it.
+    ``unsupported`` holds the texts of those with no citation or with too little support.
     """
 
     text: str
     citations: tuple[Citation, ...]
     dropped: tuple[str, ...]
     unsupported: tuple[str, ...]
+    sentences: tuple[Sentence, ...] = ()
+    supported: tuple[bool, ...] = ()
+
+    def marked(self, mark: str = " ⚠") -> str:
+        """``text`` with ``mark`` after each unsupported sentence and its citations, placed by position."""
+        ends = [s.end for s, ok in zip(self.sentences, self.supported, strict=True) if not ok]
+        pieces, at = [], 0
+        for end in ends:
+            pieces += [self.text[at:end], mark]
+            at = end
+        return "".join(pieces) + self.text[at:]
 
 
 def _quote(paragraph_text: str, claims: Sequence[str]) -> str:
@@ -303,10 +347,11 @@ def _quote(paragraph_text: str, claims: Sequence[str]) -> str:
 
 
 def _evidence(hit: Hit) -> str:
-    """The paragraph and the cable facts the prompt showed beside it, which the model may repeat."""
+    """The paragraph and the facts the prompt showed beside it (cable, section heading), which the model may repeat."""
     cable = hit.cable
     date = f"{cable.date:%Y-%m-%d, %d %B %Y}" if cable.date else ""  # as the prompt shows it, and as prose
-    return "\n".join(part for part in (hit.paragraph.text, cable.subject, cable.origin, date) if part)
+    return "\n".join(part for part in (hit.paragraph.text, hit.paragraph.heading, cable.subject, cable.origin, date)
+                     if part)
 
 
 def check_reply(text: str, hits: Sequence[Hit], *, threshold: float = SUPPORT_THRESHOLD) -> CheckedReply:
@@ -319,13 +364,13 @@ def check_reply(text: str, hits: Sequence[Hit], *, threshold: float = SUPPORT_TH
     cleaned = clean_citations(text, by_key)
     claims: dict[str, list[str]] = {key: [] for key in cleaned.kept}
     supported: dict[str, bool] = dict.fromkeys(cleaned.kept, True)
-    unsupported: list[str] = []
-    for sentence in split_sentences(cleaned.text):
+    sentences = split_sentences(cleaned.text)
+    verdicts: list[bool] = []
+    for sentence in sentences:
         claim = sentence.claim
         joined = "\n".join(_evidence(by_key[key]) for key in sentence.keys)
         ok = bool(sentence.keys) and support_score(claim, joined) >= threshold
-        if not ok:
-            unsupported.append(sentence.text)
+        verdicts.append(ok)
         for key in sentence.keys:
             claims[key].append(claim)
             own_share = overlap(claim, by_key[key].paragraph.text)
@@ -341,4 +386,5 @@ def check_reply(text: str, hits: Sequence[Hit], *, threshold: float = SUPPORT_TH
         )
         for key in cleaned.kept
     )
-    return CheckedReply(cleaned.text, citations, cleaned.dropped, tuple(unsupported))
+    unsupported = tuple(s.text for s, ok in zip(sentences, verdicts, strict=True) if not ok)
+    return CheckedReply(cleaned.text, citations, cleaned.dropped, unsupported, tuple(sentences), tuple(verdicts))

@@ -5,7 +5,8 @@ Tests import it (no conftest) and script how it misbehaves::
     with StubServer(Script(reply="Baikonur is leased [09ASTANA664 ¶3].")) as server:
         config = LLMConfig(url=server.url, model="stub")
 
-``server.requests`` records every JSON body received, so a test can check what the client sent.
+``server.requests`` records every JSON body received, so a test can check what the client sent. With
+``Script(behaviour="proxy", upstream=url)`` it records in front of a real server (tests/test_real_llm.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -21,18 +24,23 @@ from typing import Any, Literal
 
 __all__ = ["Behaviour", "Script", "StubServer", "closed_port_url"]
 
-Behaviour = Literal["reply", "hang", "stall", "error", "stream_error", "no_stream", "malformed"]
+Behaviour = Literal["reply", "hang", "stall", "drip", "error", "stream_error", "no_stream", "malformed", "proxy"]
 
 
 @dataclass(frozen=True, slots=True)
 class Script:
     """What the server does with each chat request.
 
-    ``reply``: answer with ``text`` (SSE in ``chunk`` sized deltas when the client asks to stream).
+    ``reply``: answer with ``text`` (SSE in ``chunk`` sized deltas when the client asks to stream), finishing
+    with ``finish`` ("length" plays a reply cut by the token limit).
     ``hang``: say nothing for ``hang_s`` seconds, then close. ``stall``: stream the first delta, then hang.
+    ``drip``: stream ``text``, then the word " More" every ``interval_s`` seconds, for ``hang_s`` seconds.
     ``stream_error``: stream the first delta, then an SSE error event, as Ollama does when a model crashes.
     ``error``: answer HTTP ``status`` with an OpenAI-style error body. ``no_stream``: ignore ``stream``
     and always answer one JSON completion, as some servers do. ``malformed``: HTTP 200 that is not JSON.
+    ``proxy``: pass every request to ``upstream`` (a base URL ending in /v1) and its answer back, as it streams.
+    ``context_tokens``, when set, refuses any chat whose messages (a token per 4 characters) and ``max_tokens``
+    pass it, with HTTP 400 and llama-cpp-python's words, whatever the behaviour.
     """
 
     text: str = "The cables do not say."
@@ -41,6 +49,10 @@ class Script:
     status: int = 500
     hang_s: float = 30.0
     models: tuple[str, ...] = ("stub-model",)
+    finish: str = "stop"
+    interval_s: float = 0.5
+    upstream: str = ""
+    context_tokens: int = 0
 
 
 class StubServer:
@@ -81,10 +93,10 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-def _completion(text: str, model: str) -> dict[str, Any]:
+def _completion(text: str, model: str, finish: str) -> dict[str, Any]:
     return {
         "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
+        "choices": [{"index": 0, "finish_reason": finish,
                      "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
@@ -102,6 +114,9 @@ def _handler_for(server: StubServer) -> type[BaseHTTPRequestHandler]:
             pass  # keep pytest output clean
 
         def do_GET(self) -> None:
+            if server.script.behaviour == "proxy":
+                self._forward(None)
+                return
             if self.path.rstrip("/") != "/v1/models":
                 self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                 return
@@ -110,15 +125,30 @@ def _handler_for(server: StubServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length)
+            body = json.loads(raw or b"{}")
             server.requests.append(body)
+            if server.script.behaviour == "proxy":
+                try:
+                    self._forward(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading (a deadline, or it had the finish reason)
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                 return
             script = server.script
             model = str(body.get("model", "stub-model"))
+            prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", ())) // 4
+            wanted = prompt + int(body.get("max_tokens") or 0)
             try:
-                if script.behaviour == "hang":
+                if script.context_tokens and wanted > script.context_tokens:
+                    self._json(400, {"error": {
+                        "message": f"This model's maximum context length is {script.context_tokens} tokens. However, "
+                                   f"you requested {wanted} tokens ({prompt} in the messages, {body.get('max_tokens')} "
+                                   "in the completion). Please reduce the length of the messages or completion.",
+                        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+                elif script.behaviour == "hang":
                     server._release.wait(script.hang_s)
                 elif script.behaviour == "error":
                     self._json(script.status, {"error": {"message": "stub failure: out of memory",
@@ -128,7 +158,7 @@ def _handler_for(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 elif body.get("stream") and script.behaviour != "no_stream":
                     self._stream(script, model)
                 else:
-                    self._json(200, _completion(script.text, model))
+                    self._json(200, _completion(script.text, model, script.finish))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (its timeout), which is what the test wanted
 
@@ -149,9 +179,31 @@ def _handler_for(server: StubServer) -> type[BaseHTTPRequestHandler]:
                     error = {"error": {"message": "model runner has unexpectedly stopped", "type": "api_error"}}
                     self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
                     return
-            self.wfile.write(_chunk(model, {}, finish="stop"))
+            ends = time.monotonic() + script.hang_s
+            while (script.behaviour == "drip" and time.monotonic() < ends
+                   and not server._release.wait(script.interval_s)):
+                self.wfile.write(_chunk(model, {"content": " More"}))
+                self.wfile.flush()
+            self.wfile.write(_chunk(model, {}, finish=script.finish))
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
+
+        def _forward(self, raw: bytes | None) -> None:
+            """Pass the request to the upstream server and copy its answer back line by line (SSE included)."""
+            url = server.script.upstream.rstrip("/") + self.path.removeprefix("/v1")
+            request = urllib.request.Request(url, data=raw, method="POST" if raw is not None else "GET",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                upstream = urllib.request.urlopen(request, timeout=600)
+            except urllib.error.HTTPError as error:
+                upstream = error
+            with upstream:
+                self.send_response(upstream.status)
+                self.send_header("Content-Type", upstream.headers.get("Content-Type", "application/json"))
+                self.end_headers()
+                for line in upstream:
+                    self.wfile.write(line)
+                    self.wfile.flush()
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
             self._send(status, "application/json", json.dumps(payload).encode())

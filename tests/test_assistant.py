@@ -1,18 +1,12 @@
-"""Answers with citations (issue 4): extractive answers with the real model, Answer as JSON, LLM mode against a
-real OpenAI-compatible stub server on 127.0.0.1 (tests/openai_stub_server.py), follow-up questions, and
-``rag.ask``.
+"""Answers with citations (issue 4): extractive answers with the real model, Answer as JSON, follow-up questions,
+and ``rag.ask``. LLM mode: tests/test_llm_mode.py (stub server) and tests/test_real_llm.py (a real model).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from openai_stub_server import Script, StubServer, closed_port_url
 
 import rag
 import rag.api
@@ -21,8 +15,6 @@ from rag.citations import sentence_spans
 from rag.embed import FakeEmbedder
 from rag.errors import IndexMissingError
 from rag.extractive import Extract, compose
-from rag.llm import LLMConfig
-from rag.models import Answer
 
 MTCR_QUESTION = "What did KazKosmos ask of the United States regarding the MTCR?"
 
@@ -93,81 +85,6 @@ def test_quote_of_two_sentences_of_one_paragraph_is_verbatim(seeds):
     assert [c.ref for c in citations] == ["09ASTANA664 ¶11"]
     quote = citations[0].quote
     assert quote in text and quote.startswith(spans[0][1]) and quote.endswith(spans[2][1])
-
-
-# -- LLM mode against the stub server ----------------------------------------------------------------------
-
-GOOD = ("KazKosmos asked for U.S. support for Kazakhstan to join the Missile Technology Control Regime "
-        "[09ASTANA664 ¶2]. Shaimagambetov said Kazakhstan is seeking U.S. support to join the Missile Technology "
-        "Control Regime [09ASTANA664 ¶11].")
-INVENTED = " Russia will leave Baikonur in 2015 [09ASTANA664 ¶12] [10KABUL1 ¶2]."
-UNSUPPORTED = " The experts meeting in Paris is on Jan 20-21 [09ASTANA664 ¶11]."
-
-
-@contextmanager
-def llm_assistant(index: Path, script: Script, *, url: str | None = None,
-                  read_timeout: float = 10.0) -> Iterator[tuple[Assistant, StubServer]]:
-    with StubServer(script) as server:
-        config = LLMConfig(url=url or server.url, model="stub-model", read_timeout=read_timeout, connect_timeout=2)
-        with Assistant(index, embedder=FakeEmbedder(), llm=config) as assistant:
-            yield assistant, server
-
-
-@pytest.mark.parametrize(("behaviour", "streams"), [("reply", [True]), ("no_stream", [True, False])])
-def test_llm_answer_streamed_or_whole(seeds_index, behaviour, streams):
-    with llm_assistant(seeds_index, Script(text=GOOD, behaviour=behaviour, chunk=12)) as (assistant, server):
-        events = list(assistant.ask_stream(MTCR_QUESTION, mode="llm"))
-    *texts, answer = events
-    assert isinstance(answer, Answer) and all(isinstance(t, str) for t in texts)
-    assert len(texts) > (5 if behaviour == "reply" else 0)
-    assert all(GOOD.startswith(t) for t in texts) and texts[-1] == GOOD
-    assert (answer.mode, answer.text, answer.notice, answer.unsupported, answer.abstained) == (
-        "llm", GOOD, None, (), False)
-    assert [(c.ref, c.supported) for c in answer.citations] == [("09ASTANA664 ¶2", True), ("09ASTANA664 ¶11", True)]
-    assert [r["stream"] for r in server.requests] == streams
-    prompt = server.requests[0]["messages"][-1]["content"]
-    assert "[09ASTANA664 ¶11]" in prompt and MTCR_QUESTION in prompt
-    assert json.loads(json.dumps(answer.to_dict())) == answer.to_dict()
-
-
-def test_llm_invented_citations_are_removed_and_noted(seeds_index):
-    with llm_assistant(seeds_index, Script(text=GOOD + INVENTED)) as (assistant, _):
-        answer = assistant.ask(MTCR_QUESTION, mode="llm")
-    assert "¶12" not in answer.text and "10KABUL1" not in answer.text
-    assert answer.text.startswith(GOOD)
-    assert [c.ref for c in answer.citations] == ["09ASTANA664 ¶2", "09ASTANA664 ¶11"]
-    assert "Removed citations of paragraphs that were not retrieved: 09ASTANA664 ¶12, 10KABUL1 ¶2." in answer.notice
-    # Left without a citation, the invented sentence is unsupported too.
-    assert answer.unsupported == ("Russia will leave Baikonur in 2015.",)
-
-
-def test_llm_sentence_its_paragraph_does_not_support_is_marked(seeds_index):
-    with llm_assistant(seeds_index, Script(text=GOOD + UNSUPPORTED)) as (assistant, _):
-        answer = assistant.ask(MTCR_QUESTION, mode="llm")
-    (sentence,) = answer.unsupported
-    assert "experts meeting in Paris" in sentence
-    assert f"{sentence} ⚠" in answer.text and answer.text.count("⚠") == 1
-    assert "1 sentence(s) are not supported" in answer.notice
-    assert [(c.ref, c.supported) for c in answer.citations] == [("09ASTANA664 ¶2", True), ("09ASTANA664 ¶11", False)]
-
-
-@pytest.mark.parametrize(("script", "down", "words"), [
-    (Script(text=GOOD, behaviour="hang", hang_s=20), False, "sent nothing for 1 s"),
-    (Script(text=GOOD, behaviour="stall", hang_s=20), False, "sent nothing for 1 s"),
-    (Script(behaviour="error", status=500), False, "answered HTTP 500: stub failure: out of memory"),
-    (Script(behaviour="malformed"), False, "not an OpenAI chat completion"),
-    (Script(), True, "cannot reach"),
-], ids=["hang", "stall", "500", "malformed", "down"])
-def test_llm_failure_falls_back_to_the_extractive_answer(seeds_index, script, down, words):
-    url = closed_port_url() if down else None
-    with llm_assistant(seeds_index, script, url=url, read_timeout=1.0) as (assistant, _):
-        started = time.monotonic()
-        answer = assistant.ask(MTCR_QUESTION, mode="llm")
-        elapsed = time.monotonic() - started
-    assert elapsed < 5, elapsed
-    assert answer.mode == "extractive" and not answer.abstained and answer.citations
-    assert answer.notice.startswith("LLM mode failed, so this is the extractive answer.")
-    assert words in answer.notice
 
 
 # -- follow-up questions ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -34,6 +35,21 @@ CLEAN_CASES = [
     ("Leased [¶6 of 09ASTANA664].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
     ("Per paragraph 6 of 09ASTANA664, it is leased.", "Per [09ASTANA664 ¶6], it is leased.", [f"{A} ¶6"], []),
     ("Leased [[09ASTANA664 ¶6]].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    # small models' spellings: "#6", "P6", "-6" after the id, lower-case ids
+    ("Leased [09ASTANA664 #6].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased [09ASTANA664, #6].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased [09ASTANA664 P6].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased [09ASTANA664-6].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased [09astana664 ¶6].", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased (09astana664 #6).", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased 09ASTANA664 #6 and 09MOSCOW2809-4.", "Leased [09ASTANA664 ¶6] and [09MOSCOW2809 ¶4].",
+     [f"{A} ¶6", f"{M} ¶4"], []),
+    ("Leased [09ASTANA664 #9].", "Leased.", [], [f"{A} ¶9"]),
+    # Markdown emphasis around a citation keeps its shape
+    ("Leased **[09ASTANA664 ¶6]**.", "Leased **[09ASTANA664 ¶6]**.", [f"{A} ¶6"], []),
+    ("Leased *[09ASTANA664 ¶6]*.", "Leased *[09ASTANA664 ¶6]*.", [f"{A} ¶6"], []),
+    ("**Leased**[09ASTANA664 ¶6].", "**Leased** [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
+    ("Leased **[09ASTANA664 ¶9]** now.", "Leased now.", [], [f"{A} ¶9"]),
     ("Leased ([09ASTANA664 ¶6]).", "Leased [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
     # glued to words and punctuation
     ("Baikonur[09ASTANA664 ¶6].", "Baikonur [09ASTANA664 ¶6].", [f"{A} ¶6"], []),
@@ -83,6 +99,8 @@ CLEAN_CASES = [
     ("The cable (09ASTANA664) says so.", "The cable (09ASTANA664) says so.", [], []),
     ("In 2009 (2012) it [3] rose.", "In 2009 (2012) it [3] rose.", [], []),
     ("Marked (SBU) and (U).", "Marked (SBU) and (U).", [], []),
+    ("Ranked #1 (P5) in 2009-10 and (24x7).", "Ranked #1 (P5) in 2009-10 and (24x7).", [], []),
+    ("Pages 10-12 and **bold** stay.", "Pages 10-12 and **bold** stay.", [], []),
     ("Costs (as 09ASTANA664 ¶6 notes) rose.", "Costs (as [09ASTANA664 ¶6] notes) rose.", [f"{A} ¶6"], []),
     ("09ASTANA664 ¶3, 4 officials agree.", "[09ASTANA664 ¶3], 4 officials agree.", [f"{A} ¶3"], []),
     ("No citations at all.", "No citations at all.", [], []),
@@ -122,7 +140,28 @@ SENTENCE_CASES = [
 
 @pytest.mark.parametrize(("text", "expected"), SENTENCE_CASES)
 def test_split_sentences(text: str, expected: list[tuple[str, list[str]]]) -> None:
-    assert [(s.text, list(s.keys)) for s in split_sentences(text)] == expected
+    sentences = split_sentences(text)
+    assert [(s.text, list(s.keys)) for s in sentences] == expected
+    for sentence in sentences:
+        after = sentence.start + len(sentence.text)
+        assert text[sentence.start:after] == sentence.text and sentence.end >= after
+        # between the sentence and its end, only the citations that trail it
+        assert not re.sub(r"\[\d{2}[A-Z]+\d+ ¶\d+\]", "", text[after:sentence.end]).strip()
+
+
+@pytest.mark.parametrize(("text", "finished"), [
+    ("Leased until 2050 [09ASTANA664 ¶6].", True),
+    ("Leased until 2050. [09ASTANA664 ¶6]", True),
+    ("Is it leased?", True),
+    ("Two points:", True),
+    ("**Leased until 2050.**", True),
+    ("Leased until 2050 [09ASTANA664 ¶6]", False),
+    ("Leased until 20", False),
+    ("- Tourism [09ASTANA664 ¶5]", False),
+])
+def test_a_sentence_knows_whether_it_was_finished(text: str, finished: bool) -> None:
+    (sentence,) = split_sentences(text)
+    assert sentence.finished is finished
 
 
 # Real paragraphs of 09ASTANA664 (seeds/000_cd6aacf7c7c258ff.txt).
@@ -191,6 +230,32 @@ def test_check_reply_cleans_checks_and_quotes_verbatim() -> None:
     assert checked.citations[1].quote.startswith("Shaimagambetov said that KazKosmos would like")
     assert checked.unsupported == ("Russia pays Kazakhstan $115 million a year [09ASTANA664 ¶4].",
                                    "Tourism is growing.", "Nobody disputes this.")
+
+
+MARK_CASES = [
+    # a repeated unsupported sentence is marked where each copy stands
+    ("Tourism is growing. The Baiterek site is due by 2012 [09ASTANA664 ¶5]. Tourism is growing.",
+     "Tourism is growing. ⚠ The Baiterek site is due by 2012 [09ASTANA664 ¶5]. Tourism is growing. ⚠"),
+    # a fragment cut off mid-word, whose letters also stand inside earlier words
+    ("The KAZAKHSTAN site is due by 2012 [09ASTANA664 ¶5]. KAZAKH",
+     "The KAZAKHSTAN site is due by 2012 [09ASTANA664 ¶5]. KAZAKH ⚠"),
+    ("The Baiterek site on the U.S.-RUSSIA list is due by 2012 [09ASTANA664 ¶5]. Dialogue on U.",
+     "The Baiterek site on the U.S.-RUSSIA list is due by 2012 [09ASTANA664 ¶5]. Dialogue on U. ⚠"),
+    # the mark follows the citations that trail a sentence, and a list item's line
+    ("Tourism is growing. [09ASTANA664 ¶4] Baiterek is due by 2012. [09ASTANA664 ¶5]",
+     "Tourism is growing. [09ASTANA664 ¶4] ⚠ Baiterek is due by 2012. [09ASTANA664 ¶5]"),
+    ("Facts:\n- Baiterek is due by 2012 [09ASTANA664 ¶5]\n- Tourism grows [09ASTANA664 ¶5]\n",
+     "Facts: ⚠\n- Baiterek is due by 2012 [09ASTANA664 ¶5]\n- Tourism grows [09ASTANA664 ¶5] ⚠\n"),
+]
+
+
+@pytest.mark.parametrize(("reply", "marked"), MARK_CASES)
+def test_marks_go_after_each_unsupported_sentence_by_position(reply: str, marked: str) -> None:
+    checked = check_reply(reply, _hits())
+    assert checked.marked() == marked
+    assert len(checked.sentences) == len(checked.supported)
+    assert checked.unsupported == tuple(s.text for s, ok in zip(checked.sentences, checked.supported, strict=True)
+                                        if not ok)
 
 
 def test_check_reply_marks_a_citation_whose_paragraph_carries_none_of_the_sentence() -> None:
