@@ -7,11 +7,13 @@ Helpers here (``ui_index``, ``served``, ``EVIL_CABLE``) are shared with tests/te
 from __future__ import annotations
 
 import html
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from openai_stub_server import Script, StubServer, closed_port_url
 
 from rag.assistant import Assistant
 from rag.embed import FakeEmbedder
+from rag.errors import ServeError
 from rag.indexer import build_index
 from rag.llm import LLMConfig
 from rag.models import Answer
@@ -31,7 +34,8 @@ from gradio_client.exceptions import AppError, AuthenticationError
 from ui.app import build_app, serve
 from ui.export import Turn, conversation_markdown
 from ui.handlers import ANY, Handlers
-from ui.render import answer_html, cable_html, esc, message_html
+from ui.ports import check_port
+from ui.render import answer_html, api_markdown, cable_html, esc, message_html
 from ui.timeline import timeline_figure
 
 # gradio's queue calls pandas in a way pandas 3 deprecates; nothing of ours.
@@ -41,7 +45,9 @@ KAZAKHSTAN = "Who wants Kazakhstan to join the Missile Technology Control Regime
 PARIS = "When is the experts meeting in Paris?"
 # A cable whose text and header carry markup of every kind a renderer might run. Its markdown image points at a
 # closed loopback port, so even a failing test sends nothing off the machine.
-EVIL_CABLE = """VZCZCXRO0001
+# One unbroken 20,000-character word, as a pasted blob or a base64 attachment would be: it must wrap, never widen.
+LONG_TOKEN = "Z" * 20_000
+EVIL_CABLE = f"""VZCZCXRO0001
 OO RUEHWEB
 DE RUEHTV #0999/01 0451200
 ZNY CCCCC ZZH
@@ -67,6 +73,9 @@ Classified By: Ambassador for reasons 1.4 (b) and (d).
 
 2. (C) The zebra delegation also showed <img src=x onerror="window.__pwned='img'"> and a markdown image
 ![zebra](http://127.0.0.1:9/zebra.png) with $x^2$ math, **stars** and [a link](javascript:window.__pwned='link').
+
+3. (C) The zebra ledger, <a href="javascript:window.__pwned='anchor'">open it</a>, ran to LEDGER{LONG_TOKEN}
+without a break.
 """
 EVIL_QUESTION = "What did the zebra delegation say during the orchard talks?"
 
@@ -267,6 +276,14 @@ def test_export_lists_each_cited_paragraph_once(assistant: Assistant) -> None:
     assert "*mode: Extractive, filters: origin:Astana*" in text and "> Not answered: too long" in text
 
 
+def test_export_renders_cable_markup_as_text(assistant: Assistant) -> None:
+    answer = assistant.ask(EVIL_QUESTION)
+    turns = [Turn("<img src=x onerror=alert(1)> [x](javascript:y)?", "", "Extractive", answer)]
+    shown = render_markdown(conversation_markdown(turns, index="ui"))
+    assert not re.search(r"<(script|img|a)\b", shown) and "href=" not in shown, shown
+    assert "[10TELAVIV999 ¶" in shown and "<img src=x onerror=alert(1)>" in html.unescape(shown)
+
+
 def test_build_app_needs_no_server(assistant: Assistant) -> None:
     app = build_app(assistant)
     names = {dep.api_name for dep in app.fns.values() if dep.api_name}
@@ -343,4 +360,107 @@ def test_serving_reaches_nothing_outside_this_machine(assistant: Assistant, monk
 def test_answer_text_round_trips_through_api(assistant: Assistant) -> None:
     answer = assistant.ask(KAZAKHSTAN)
     streamed = list(Handlers(assistant).api_ask(KAZAKHSTAN))
-    assert isinstance(answer, Answer) and streamed[-1] == answer.text
+    assert isinstance(answer, Answer) and streamed[-1] == api_markdown(answer.text)
+    assert rendered_text(streamed[-1]) == rendered_text(answer.text)  # the same words, only made inert
+
+
+def test_client_ask_returns_markdown_that_renders_no_markup(url: str) -> None:
+    """A client rendering the documented Markdown shows the cable's markup as text and runs none of it."""
+    text = client(url).predict(EVIL_QUESTION, api_name="/ask")
+    shown = render_markdown(text)
+    assert "[10TELAVIV999 ¶" in text and "<script>" not in text
+    assert not re.search(r"<(script|img|a|iframe)\b", shown) and "href=" not in shown, shown
+    assert "<script>window.__pwned = 'script'</script>" in html.unescape(shown)
+
+
+@pytest.mark.parametrize("cable_text", [
+    "<script>alert(1)</script>",
+    '<img src=x onerror="alert(1)">',
+    "[a link](javascript:alert(1))",
+    "![zebra](http://127.0.0.1:9/zebra.png)",
+    "<javascript:alert(1)>",
+    "&lt;script&gt; and &#106;avascript:",
+    "\\[a](javascript:alert(1))",
+    "[09ASTANA664 ¶6](javascript:alert(1))",
+    "`<b>` and ``[x](javascript:y)``",
+])
+def test_api_markdown_makes_cable_markup_inert(cable_text: str) -> None:
+    answer = f"**10TELAVIV999**, Embassy Tel Aviv:\n\n> {cable_text} [10TELAVIV999 ¶1]"
+    shown = render_markdown(api_markdown(answer))
+    assert not re.search(r"<(script|img|a)\b", shown) and "href=" not in shown, shown
+    assert "<strong>10TELAVIV999</strong>" in shown and "<blockquote>" in shown
+    assert cable_text in html.unescape(re.sub(r"<[^>]+>", "", shown)).replace("\n", " ")
+
+
+def test_api_markdown_stops_a_cable_defining_where_citations_link() -> None:
+    """A cable line shaped like a link definition for a citation must not turn the answer's citations into links."""
+    answer = "> [09ASTANA664 ¶6]: javascript:alert(1)\n\nKazKosmos asked for support [09ASTANA664 ¶6]."
+    shown = render_markdown(api_markdown(answer))
+    assert "href=" not in shown and "[09ASTANA664 ¶6]" in shown
+
+
+def render_markdown(text: str) -> str:
+    """``text`` as a CommonMark renderer that passes HTML through (markdown-it's commonmark preset) shows it."""
+    markdown_it = pytest.importorskip("markdown_it")
+    return str(markdown_it.MarkdownIt("commonmark").render(text))
+
+
+def rendered_text(text: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", render_markdown(text)))
+
+
+def test_classification_offers_the_index_values_only(assistant: Assistant) -> None:
+    app = build_app(assistant)
+    dropdown = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "cc-classification")
+    offered = [value for _, value in dropdown.choices]
+    assert offered == [ANY, *assistant.filter_values("classification")]
+    assert sorted(offered[1:]) == ["CONFIDENTIAL", "UNCLASSIFIED//SENSITIVE"]
+
+
+def test_sources_show_the_heading_and_a_link_to_the_paragraph(assistant: Assistant) -> None:
+    answer = assistant.ask(PARIS, origin="Moscow")
+    shown = html.unescape(message_html(answer))
+    cited = {c.ref: c for c in answer.citations}
+    assert "09MOSCOW2809 ¶4" in cited
+    assert '<div class="cc-source-heading">Jan 20-21 Experts Meeting in Paris</div>' in shown
+    assert 'href="?cable=09MOSCOW2809&p=4"' in shown
+
+
+def test_the_viewer_repeats_a_section_heading_out_of_sight(assistant: Assistant) -> None:
+    seed = assistant.cable("09MOSCOW2809")
+    heading = "Jan 20-21 Experts Meeting in Paris"
+    # The seeds give each heading one paragraph; a real section often runs to several.
+    section = tuple(replace(p, heading=heading) if p.number in (4, 5) else p for p in seed.paragraphs)
+    cable = replace(seed, paragraphs=section)
+    second = cable_html(cable, focus=5, quote=None, indexed_refs=set(), referenced_by=[])
+    assert f'id="cc-para-5"><div class="cc-para-heading">{esc(heading)}</div>' in second
+    first = cable_html(cable, focus=4, quote=None, indexed_refs=set(), referenced_by=[])
+    assert "cc-para-heading" not in first  # its heading is the section line right above it
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("09ASTANA664 ¶11", 'id="cc-open-09ASTANA664-11"'),
+    ("09ASTANA664", 'id="cc-open-09ASTANA664"'),
+    ("09ASTANA664 ¶99", "09ASTANA664 has no ¶99; its paragraphs run from ¶"),
+    ("99NOWHERE1 ¶1", "is not in the index"),
+    ("<script>", "is not a cable citation"),
+])
+def test_open_cable_says_what_it_opened(assistant: Assistant, ref: str, expected: str) -> None:
+    shown = Handlers(assistant).open_cable(ref, [])
+    assert expected in html.unescape(shown) and "<script>" not in shown
+
+
+def test_serve_on_a_taken_port_says_which_and_what_to_choose(assistant: Assistant) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServeError, match=rf"port {port} on 127.0.0.1 is already in use.*--port (\d+)") as caught:
+            serve(assistant, port=port, block=False)
+    suggested = int(re.search(r"--port (\d+), which is free now", str(caught.value))[1])
+    check_port("127.0.0.1", suggested)  # the port it suggests can be listened on
+    app = serve(assistant, port=suggested, block=False)
+    try:
+        assert "[09ASTANA664 ¶" in client(f"http://127.0.0.1:{suggested}/").predict(KAZAKHSTAN, api_name="/ask")
+    finally:
+        app.close()

@@ -18,7 +18,9 @@ from pathlib import Path
 import gradio as gr
 
 from rag.assistant import Assistant
+from rag.errors import ServeError
 from ui.handlers import ANY, Handlers, viewer_placeholder
+from ui.ports import check_port
 from ui.render import header_html
 
 __all__ = ["CONCURRENCY", "build_app", "launch_options", "serve"]
@@ -31,14 +33,8 @@ MAX_THREADS = 64
 # Fonts that ship inside gradio and are served by this server (never Google's), then system fallbacks.
 SANS = [gr.themes.LocalFont("IBM Plex Sans", weights=(400, 600, 700)), "Helvetica Neue", "Arial", "sans-serif"]
 MONO = [gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600)), "Menlo", "Consolas", "monospace"]
-CLASSIFICATIONS = [ANY, "UNCLASSIFIED", "CONFIDENTIAL", "SECRET", "NOFORN"]
-# Scroll only the viewer's own box, so the chat beside it stays where the reader left it.
-SCROLL_TO_FOCUS = """() => { setTimeout(() => {
-  const box = document.getElementById('cc-viewer');
-  const focus = box?.querySelector('.cc-focus');
-  if (box) box.scrollTo({top: focus ? focus.getBoundingClientRect().top - box.getBoundingClientRect().top
-                                      + box.scrollTop - 48 : 0});
-}, 60); }"""
+VIEWER_HEAD = ('<div class="cc-viewer-head"><div class="cc-panel-title">Cable viewer</div><button type="button" '
+               'class="cc-drawer-close" aria-label="Close the cable viewer">Close ✕</button></div>')
 
 
 def theme() -> gr.themes.Base:
@@ -69,7 +65,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         chat_state = gr.State([])
         turns = gr.State([])
         gr.HTML(header_html(stats))
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=False, elem_id="cc-main-row"):
             with gr.Column(scale=1, min_width=250, elem_id="cc-side"):
                 gr.HTML('<div class="cc-panel-title">Answer mode</div>')
                 modes = handlers.modes()
@@ -84,13 +80,15 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                         year_from = gr.Dropdown(years, value=ANY, label="From year", elem_id="cc-year-from",
                                                 min_width=90)
                         year_to = gr.Dropdown(years, value=ANY, label="To year", elem_id="cc-year-to", min_width=90)
-                    classification = gr.Dropdown(CLASSIFICATIONS, value=ANY, label="Classification",
-                                                 allow_custom_value=True, elem_id="cc-classification")
+                    classification = gr.Dropdown([ANY, *assistant.filter_values("classification")], value=ANY,
+                                                 label="Classification", elem_id="cc-classification")
                     tags = gr.Textbox(label="Tags", placeholder="e.g. TSPA, KNNP", elem_id="cc-tags", max_lines=1)
                 clear_filters = gr.Button("Clear filters", size="sm", variant="secondary")
-            with gr.Column(scale=3, min_width=420):
+            with gr.Column(scale=3, min_width=420, elem_id="cc-chat-column"):
+                # autoscroll off: ui/assets/app.js keeps a new question at the top while its answer grows below.
                 chatbot = gr.Chatbot(
                     show_label=False, height="68vh", elem_id="cc-chat", layout="bubble", latex_delimiters=[],
+                    autoscroll=False,
                     sanitize_html=True, allow_tags=False, feedback_options=None, buttons=[],
                     placeholder=("<b>Ask the cables a question.</b><br>Answers quote the cables and cite each "
                                  "paragraph; click a citation to read the whole cable."),
@@ -107,7 +105,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             with gr.Column(scale=2, min_width=340, elem_id="cc-viewer-panel"):
                 timeline = gr.Plot(show_label=False, container=False, elem_id="cc-timeline", format="png",
                                    visible=False)
-                gr.HTML('<div class="cc-panel-title">Cable viewer</div>')
+                gr.HTML(VIEWER_HEAD)
                 viewer = gr.HTML(viewer_placeholder(), elem_id="cc-viewer")
         open_ref = gr.Textbox(visible="hidden", elem_id="cc-open-ref")
         open_button = gr.Button(visible="hidden", elem_id="cc-open")
@@ -116,12 +114,15 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         ask = {"fn": handlers.respond, "inputs": [message, chat_state, turns, *filters],
                "outputs": [chatbot, chat_state, turns, message, timeline, export], "show_progress": "hidden",
                "api_visibility": "private"}
-        message.submit(**ask)
-        send.click(**ask)
-        chatbot.example_select(_example_text, None, [message], api_visibility="private").then(**ask)
+        # Gradio ignores a second question while one is being answered; ui/assets/app.js marks the page busy when
+        # one is asked, and the mark is taken off only once gradio has finished that event, not at its last text.
+        idle = {"fn": None, "js": "() => document.documentElement.classList.remove('cc-answering')"}
+        message.submit(**ask).then(**idle)
+        send.click(**ask).then(**idle)
+        chatbot.example_select(_example_text, None, [message], api_visibility="private").then(**ask).then(**idle)
         open_button.click(None, None, [open_ref], js="() => window.ccRef", api_visibility="private").then(
             handlers.open_cable, [open_ref, turns], [viewer], api_visibility="private").then(
-            None, js=SCROLL_TO_FOCUS)
+            None, js="() => window.ccReveal(window.ccRef)")
         clear_filters.click(lambda: ("", ANY, ANY, ANY, ""), None, [origin, year_from, year_to, classification, tags],
                             api_visibility="private")
         fresh = {"fn": _fresh_conversation, "outputs": [chatbot, chat_state, turns, timeline, export, viewer],
@@ -131,6 +132,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         if assistant.llm_configured:
             app.load(handlers.llm_status, None, [status], api_visibility="private", show_progress="hidden")
             mode.change(handlers.llm_status, None, [status], api_visibility="private", show_progress="hidden")
+        # Links: /?cable=09ASTANA664&p=11 opens the viewer at that paragraph, /?q=… asks that question.
+        app.load(handlers.link_cable, None, [viewer], api_visibility="private", show_progress="hidden").then(
+            None, js="() => window.ccRevealLink()")
+        app.load(handlers.link_question, [chat_state, turns, *filters], ask["outputs"], api_visibility="private",
+                 show_progress="hidden")
         gr.api(handlers.api_ask, api_name="ask")
     return app
 
@@ -150,10 +156,17 @@ def serve(assistant: Assistant, *, host: str = "127.0.0.1", port: int = 7860, au
     """Serve the UI for ``assistant`` until interrupted (or, with ``block=False``, in the background)."""
     app = build_app(assistant)
     app.queue(default_concurrency_limit=CONCURRENCY)
-    app.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
-               auth_message="CableChat: sign in to ask the cables." if auth else None, **launch_options())
+    try:
+        app.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
+                   auth_message="CableChat: sign in to ask the cables." if auth else None, **launch_options())
+    except OSError as exc:  # gradio's "Cannot find empty port": say which port, why, and what to choose instead
+        app.close()
+        check_port(host, port)
+        raise ServeError(f"cannot serve on {host} port {port} ({exc})", host=host, port=port) from None
     stats = assistant.stats()
-    print(f"CableChat is serving {stats['index']} ({stats.get('cables', 0):,} cables) at {app.local_url}"
+    cables = int(stats.get("cables", 0))
+    building = " so far, still being built" if stats.get("building") else ""
+    print(f"CableChat is serving {stats['index']} ({cables:,} cable{'s' * (cables != 1)}{building}) at {app.local_url}"
           f"{' (sign-in required)' if auth else ''}", flush=True)
     if block:
         app.block_thread()

@@ -22,7 +22,7 @@ from rag.assistant import Assistant, Mode
 from rag.errors import CableChatError
 from rag.models import Answer
 from ui.export import Turn, conversation_markdown
-from ui.render import cable_html, esc, message_html, notice_html, question_html, streaming_html
+from ui.render import api_markdown, cable_html, esc, message_html, notice_html, question_html, streaming_html
 from ui.timeline import timeline_figure
 
 __all__ = ["ANY", "EXAMPLES", "MODES", "Handlers"]
@@ -127,15 +127,11 @@ class Handlers:
                 _assistant_says('<div class="cc-msg"><div class="cc-thinking">Searching the cables…</div></div>')]
         yield chat, chat, turns, "", gr.skip(), gr.skip()
         try:
-            answer = None
-            for event in self.assistant.ask_stream(question, mode=cast(Mode, mode), history=_history(turns),
-                                                   **filters):
-                if isinstance(event, Answer):
-                    answer = event
-                else:
-                    chat = [*chat[:-1], _assistant_says(streaming_html(event))]
-                    yield chat, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            assert answer is not None
+            stream = self.assistant.ask_stream(question, mode=cast(Mode, mode), history=_history(turns), **filters)
+            for event in stream:
+                chat = [*chat[:-1], _assistant_says(streaming_html(event.shown))]
+                yield chat, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            answer = stream.answer()
         except CableChatError as exc:
             turn = Turn(question=question, filters=described, mode=mode_label, error=str(exc))
             chat = [*chat[:-1], _notice_message(_sentence(exc))]
@@ -160,12 +156,16 @@ class Handlers:
                 classification: str = "", tags: str = "") -> Iterator[str]:
         """Answer a question: yields the answer's Markdown as it grows, citations inline as [09ASTANA664 ¶6].
 
+        The Markdown is safe to render: HTML, links and images in cable text are escaped and show as text.
+
         Optional: mode (extractive or llm), origin, year (2009 or 2008-2009), classification, tags (comma separated).
         """
         try:
-            for event in self.assistant.ask_stream(question or "", mode=cast(Mode, mode), origin=origin, year=year,
-                                                   classification=classification, tags=tags):
-                yield _api_text(event) if isinstance(event, Answer) else event
+            stream = self.assistant.ask_stream(question or "", mode=cast(Mode, mode), origin=origin, year=year,
+                                               classification=classification, tags=tags)
+            for event in stream:
+                yield api_markdown(event.shown)
+            yield api_markdown(_api_text(stream.answer()))
         except CableChatError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
@@ -179,19 +179,61 @@ class Handlers:
     # -- cable viewer --------------------------------------------------------------------------------------
 
     def open_cable(self, ref: str, turns: list[Turn]) -> str:
-        """The whole cable a chip names, on its paragraph, with the quote that was cited from it marked."""
+        """The whole cable a chip names, on its paragraph, with the quote that was cited from it marked.
+
+        What is returned is wrapped in an element whose id names the reference (``cc-open-09ASTANA664-6``), so that
+        the page can tell the viewer now shows what it asked for (ui/assets/app.js, ``ccReveal``).
+        """
         match = _REF.fullmatch(ref or "")
         if not match:
             return notice_html(f"{ref!r} is not a cable citation; citations look like 09ASTANA664 ¶6.", kind="error")
         cable_id, number = match[1], int(match[2]) if match[2] else None
+        anchor = f"cc-open-{cable_id}" + (f"-{number}" if number is not None else "")
         try:
             cable = self.assistant.cable(cable_id)
         except CableChatError as exc:
-            return notice_html(str(exc), kind="error")
-        quote = _quote(turns, f"{cable_id} ¶{number}") if number is not None else None
-        return cable_html(cable, focus=number, quote=quote, indexed_refs=self.assistant.is_indexed(cable.references),
-                          referenced_by=self.assistant.referenced_by(cable.id))
+            return f'<div id="{anchor}">{notice_html(str(exc), kind="error")}</div>'
+        missing = ""
+        if number is not None and cable.paragraph(number) is None:
+            numbers = [p.number for p in cable.paragraphs]
+            missing = notice_html(f"{cable.id} has no ¶{number}; its paragraphs run from ¶{min(numbers)} to "
+                                  f"¶{max(numbers)}. It is shown from the top." if numbers else
+                                  f"{cable.id} has no paragraph text.", kind="notice")
+        quote = _quote(turns, f"{cable.id} ¶{number}") if number is not None else None
+        shown = cable_html(cable, focus=number, quote=quote, indexed_refs=self.assistant.is_indexed(cable.references),
+                           referenced_by=self.assistant.referenced_by(cable.id))
+        return f'<div id="{anchor}">{missing}{shown}</div>'
 
+    # -- links: /?cable=09ASTANA664&p=11 and /?q=… ---------------------------------------------------------
+
+    def link_cable(self, request: gr.Request) -> Any:
+        """On page load: the cable a ``?cable=ID&p=N`` link names, opened at that paragraph (else nothing).
+
+        Whatever it shows, cable or error, is wrapped in ``#cc-open-link`` for the page to bring on screen.
+        """
+        params = request.query_params
+        cable_id = (params.get("cable") or "").strip()
+        if not cable_id:
+            return gr.skip()
+        number = (params.get("p") or "").strip().lstrip("¶")
+        if number and not number.isdigit():
+            shown = notice_html(f"The link's paragraph p={number!r} is not a number (links look like "
+                                "?cable=09ASTANA664&p=11): the cable is shown from the top.", kind="notice") + \
+                self.open_cable(cable_id, [])
+        else:
+            shown = self.open_cable(f"{cable_id} ¶{number}" if number else cable_id, [])
+        return f'<div id="cc-open-link">{shown}</div>'
+
+    def link_question(self, chat: list[Message], turns: list[Turn], mode_label: str, origin: str, year_from: str,
+                      year_to: str, classification: str, tags: str,
+                      request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        """On page load: asks the question a ``?q=…`` link carries, as if it had been typed (else nothing)."""
+        question = (request.query_params.get("q") or "").strip()
+        if not question:
+            yield (gr.skip(),) * 6
+            return
+        yield from self.respond(question, chat, turns, mode_label, origin, year_from, year_to, classification, tags,
+                                request)
 
 def _year(value: str | None) -> str | None:
     return None if value in (None, "", ANY) else str(value)

@@ -17,17 +17,19 @@ from datetime import datetime
 
 from rag.models import Answer, Cable, Citation, Hit
 
-__all__ = ["CITATION", "answer_html", "cable_html", "esc", "header_html", "message_html", "notice_html",
-           "question_html", "sources_html"]
+__all__ = ["CITATION", "answer_html", "api_markdown", "cable_html", "esc", "header_html", "link_chip",
+           "message_html", "notice_html", "paragraph_link", "question_html", "sources_html"]
 
 CITATION = re.compile(r"\[(\d{2}[A-Z]+\d+) ¶(\d+)\]")
 _ESCAPES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'`*_[]()$\\~|#!{}+-=:^"})
-_INLINE = re.compile(rf"{CITATION.pattern}|\*\*(?P<bold>.+?)\*\*|`(?P<code>[^`\n]+)`")
+_INLINE = re.compile(rf"{CITATION.pattern}|\*\*(?P<bold>.+?)\*\*|(?<![*\w])\*(?P<em>[^*\s][^*\n]*?)\*(?![*\w])"
+                     r"|`(?P<code>[^`\n]+)`")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _HEADING = re.compile(r"^#{1,6}\s+")
 EXCERPT_CHARS = 420
 INFO_SHOWN = 4
 QUESTION_SHOWN = 400
+PILL_SHOWN = 80
 
 
 def esc(text: str) -> str:
@@ -48,6 +50,8 @@ def _inline(text: str) -> str:
         out.append(esc(text[last:match.start()]))
         if match["bold"] is not None:
             out.append(f"<strong>{_inline(match['bold'])}</strong>")
+        elif match["em"] is not None:
+            out.append(f"<em>{_inline(match['em'])}</em>")
         elif match["code"] is not None:
             out.append(f"<code>{esc(match['code'])}</code>")
         else:
@@ -58,7 +62,8 @@ def _inline(text: str) -> str:
 
 
 def _blocks(lines: Sequence[str]) -> str:
-    """A small, closed subset of Markdown: paragraphs, ``>`` quotes, lists, headings, bold, code, citations."""
+    """A small, closed subset of Markdown: paragraphs, ``>`` quotes, lists, headings, bold, italics (a quote's
+    section heading), code, citations."""
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -88,6 +93,36 @@ def _blocks(lines: Sequence[str]) -> str:
                 i += 1
             out.append(f"<p>{'<br>'.join(para)}</p>")
     return "".join(out)
+
+
+# What a Markdown renderer could turn into markup, in text that came from a cable, a model or a user: HTML (and
+# entities), link and image brackets, link destinations, code spans, and escapes themselves. Backslash escapes
+# and entities render as the plain characters in any CommonMark renderer.
+_MARKDOWN_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "[": "\\[",
+                                   "]": "\\]", "(": "\\(", ")": "\\)", "`": "\\`"})
+_QUOTE_MARKERS = re.compile(r"^[ \t]*(?:>[ \t]?)*")
+
+
+def api_markdown(text: str) -> str:
+    """An answer's Markdown made safe for any client that renders it (the ``ask`` API).
+
+    The answer's own structure stays: ``>`` quote markers, ``**bold**`` and citations ``[09ASTANA664 ¶6]``.
+    Everything else is inert, so a cable's ``<script>``, ``[link](javascript:…)`` or ``![image](…)`` renders as
+    the text it is. A citation followed by ``:`` gets its colon escaped, so that a cable line
+    ``[09ASTANA664 ¶6]: javascript:…`` cannot define where the citations of the answer link to.
+    """
+    lines = []
+    for line in text.split("\n"):
+        markers = _QUOTE_MARKERS.match(line)
+        start = markers.end() if markers else 0
+        out, last = [line[:start]], start
+        for match in CITATION.finditer(line, start):
+            out.append(line[last:match.start()].translate(_MARKDOWN_ESCAPES))
+            out.append(match[0] + ("\\" if line.startswith(":", match.end()) else ""))
+            last = match.end()
+        out.append(line[last:].translate(_MARKDOWN_ESCAPES))
+        lines.append("".join(out))
+    return "\n".join(lines)
 
 
 def answer_html(text: str) -> str:
@@ -130,11 +165,25 @@ def _source_card(citation: Citation, hit: Hit | None) -> str:
                                                cable.origin if cable else None) if part)
     subject = citation.subject or (cable.subject if cable else None) or ""
     text = hit.paragraph.text if hit else citation.quote
+    heading = hit.paragraph.heading if hit else None
     flag = "" if citation.supported else '<span class="cc-unsupported">not supported by its paragraph</span>'
     return (f'<div class="cc-source"><div class="cc-source-head">{cite_chip(citation.cable_id, citation.paragraph)}'
-            f'{_classification(cable.classification if cable else None)}{flag}</div>'
+            f'{_classification(cable.classification if cable else None)}{flag}'
+            f'{link_chip(citation.cable_id, citation.paragraph)}</div>'
             f'<div class="cc-source-meta">{meta}</div><div class="cc-source-subject">{esc(subject)}</div>'
+            + (f'<div class="cc-source-heading">{esc(heading)}</div>' if heading else "") +
             f'<div class="cc-source-text">{_highlighted(text, citation.quote, excerpt=True)}</div></div>')
+
+
+def paragraph_link(cable_id: str, paragraph: int) -> str:
+    """The page's own link to one paragraph, relative to wherever the app is served: ``?cable=ID&p=N``."""
+    return f"?cable={cable_id}&p={paragraph}"
+
+
+def link_chip(cable_id: str, paragraph: int) -> str:
+    """A link that opens this paragraph in a fresh tab; clicking it copies it instead (ui/assets/app.js)."""
+    return (f'<a class="cc-link" href="{esc(paragraph_link(cable_id, paragraph))}" '
+            f'title="Copy a link that opens {esc(cable_id)} at ¶{paragraph}">Copy link</a>')
 
 
 def sources_html(answer: Answer) -> str:
@@ -172,12 +221,15 @@ def streaming_html(text: str) -> str:
 
 def question_html(question: str, *, filters: str, mode: str) -> str:
     """The user's message: the question as typed (long ones cut for display) and what it was asked with."""
-    shown = (question if len(question) <= QUESTION_SHOWN
-             else f"{question[:QUESTION_SHOWN]}… ({len(question):,} characters)")
+    shown = _cut(question, QUESTION_SHOWN)
     pills = [f'<span class="cc-pill cc-pill-mode">{esc(mode)}</span>']
-    pills += [f'<span class="cc-pill">{esc(part)}</span>' for part in _filter_parts(filters)]
+    pills += [f'<span class="cc-pill">{esc(_cut(part, PILL_SHOWN))}</span>' for part in _filter_parts(filters)]
     return (f'<div class="cc-q"><div class="cc-q-text">{esc(shown)}</div>'
             f'<div class="cc-pills">{"".join(pills)}</div></div>')
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _filter_parts(described: str) -> list[str]:
@@ -212,19 +264,27 @@ def cable_html(cable: Cable, *, focus: int | None, quote: str | None, indexed_re
     ))
     paragraphs, heading = [], None
     for p in cable.paragraphs:
-        if p.heading and p.heading != heading:
-            paragraphs.append(f'<div class="cc-section">{esc(p.heading)}</div>')
+        opens_section = bool(p.heading) and p.heading != heading
+        if opens_section:
+            paragraphs.append(f'<div class="cc-section">{esc(p.heading or "")}</div>')
         heading = p.heading
         focused = p.number == focus
         number = "Lead" if p.number == 0 else f"¶{p.number}"
         marking = f'<span class="cc-marking">({esc(p.marking)})</span> ' if p.marking else ""
         body = _highlighted(p.text, quote, excerpt=False) if focused else esc(p.text)
-        paragraphs.append(f'<div class="cc-para{" cc-focus" * focused}" id="cc-para-{p.number}">'
+        # The cited paragraph repeats its section's heading when the heading is out of sight above it.
+        repeat = (f'<div class="cc-para-heading">{esc(p.heading)}</div>'
+                  if focused and p.heading and not opens_section else "")
+        paragraphs.append(f'<div class="cc-para{" cc-focus" * focused}" id="cc-para-{p.number}">{repeat}'
                           f'<span class="cc-pnum">{number}</span><div class="cc-ptext">{marking}{body}</div></div>')
     subject = esc(cable.subject or "(no subject)")
     return (f'<article class="cc-cable"><div class="cc-cable-top"><span class="cc-cable-id">{esc(cable.id)}</span>'
             f'{_classification(cable.classification)}</div><h3 class="cc-cable-subject">{subject}</h3>'
             f'<dl class="cc-fields">{fields}</dl><div class="cc-paras">{"".join(paragraphs)}</div></article>')
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def header_html(stats: dict[str, object]) -> str:
@@ -234,6 +294,11 @@ def header_html(stats: dict[str, object]) -> str:
     figures = [(f"{stats.get('cables', 0):,}", "cables"), (f"{stats.get('paragraphs', 0):,}", "paragraphs"),
                (years, "date range")]
     cells = "".join(f'<div class="cc-stat"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for v, k in figures)
+    building = stats.get("building")
+    # An index still being built is served as far as its build had gone when the server started: say so.
+    note = (f'<p class="cc-building">Still being built (process {esc(str(building["pid"]))}): '
+            f'{_count(building["cables"], "cable")} indexed when this server started; restart it to see the rest.</p>'
+            if isinstance(building, dict) else "")
     return (f'<header class="cc-header"><div class="cc-brand"><div class="cc-logo">✉</div><div><h1>CableChat</h1>'
-            f'<p>Ask the diplomatic cables. Every claim cites its cable and paragraph.</p></div></div>'
+            f'<p>Ask the diplomatic cables. Every claim cites its cable and paragraph.</p>{note}</div></div>'
             f'<div class="cc-stats">{cells}</div></header>')
