@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "Answer",
+    "AnswerStream",
     "Assistant",
     "BuildSummary",
     "Cable",
@@ -21,6 +22,7 @@ __all__ = [
     "CableParseError",
     "Citation",
     "FakeEmbedder",
+    "FakeReranker",
     "Filters",
     "Hit",
     "IndexCorruptError",
@@ -28,10 +30,15 @@ __all__ = [
     "IndexMismatchError",
     "IndexMissingError",
     "LLMConfig",
+    "LLMContextError",
     "LLMError",
     "LoadReport",
     "Paragraph",
     "QueryError",
+    "Ranked",
+    "Reranker",
+    "SentenceReranker",
+    "TextEvent",
     "ask",
     "build_index",
     "load_cables",
@@ -45,11 +52,13 @@ _HOMES = {
     "Paragraph": "rag.models",
     "CableChatError": "rag.errors", "CableParseError": "rag.errors", "IndexCorruptError": "rag.errors",
     "IndexError_": "rag.errors", "IndexMismatchError": "rag.errors", "IndexMissingError": "rag.errors",
-    "LLMError": "rag.errors", "QueryError": "rag.errors",
+    "LLMContextError": "rag.errors", "LLMError": "rag.errors", "QueryError": "rag.errors",
+    "AnswerStream": "rag.stream", "TextEvent": "rag.stream",
     "Assistant": "rag.assistant", "ask": "rag.api", "search": "rag.api",
     "BuildSummary": "rag.indexer", "build_index": "rag.indexer",
     "FakeEmbedder": "rag.embed", "load_embedder": "rag.embed",
     "Filters": "rag.query", "LLMConfig": "rag.llm",
+    "FakeReranker": "rag.rerank", "Ranked": "rag.rerank", "Reranker": "rag.rerank", "SentenceReranker": "rag.rerank",
     "LoadReport": "rag.loaders", "load_cables": "rag.loaders", "parse_cable": "rag.parser",
 }
 
@@ -64,6 +73,7 @@ if TYPE_CHECKING:
         IndexError_,
         IndexMismatchError,
         IndexMissingError,
+        LLMContextError,
         LLMError,
         QueryError,
     )
@@ -73,6 +83,8 @@ if TYPE_CHECKING:
     from rag.models import Answer, Cable, Citation, Hit, Paragraph
     from rag.parser import parse_cable
     from rag.query import Filters
+    from rag.rerank import FakeReranker, Ranked, Reranker, SentenceReranker
+    from rag.stream import AnswerStream, TextEvent
 
 
 def __getattr__(name: str) -> Any:

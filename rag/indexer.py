@@ -1,13 +1,29 @@
-"""Build or extend an index: ``build_index(paths, index_dir, embedder=...)``.
+"""Build, extend or repair an index: ``build_index(paths, index_dir, embedder=...)``.
 
 Incremental: a cable already stored with the same fingerprint is skipped, one with a changed text is replaced,
 and a text whose embedding the index already holds (a replaced cable's unchanged paragraph, boilerplate repeated
 across cables) is copied instead of embedded again.
 
+The same cable twice in one build (two copies of a file, a cable in both a .jsonl and a cables.csv): the first copy
+read wins, inputs taken in the order given, a folder's files in sorted order, a file's records in order. Later copies
+are left out, each reported once (:class:`Duplicate`), saying when its text differs which version was kept. Across
+builds, the newer build's text replaces the stored one.
+
+One build at a time: :class:`IndexWriter` holds the folder's build lock (rag.lock) from start to end; a second build
+is refused with the PID of the first.
+
+Consistent or not reported: before adding anything, a build checks the whole index (rag.check) and mends what it
+can (rag.repair): FAISS from the vectors, vectors from the database's text, the manifest from the database. So
+``build_index([], folder)`` (``cablechat index --index DIR``) is the repair. A build that wrote anything checks the
+index again at its end, and raises rather than report a build that is not whole.
+
 Crash-safe: cables are written in batches. Each batch's vectors are appended to ``vectors.f32`` and fsynced, then
-the batch's rows and the new count of committed vector rows are committed in one SQLite transaction. A build
-killed anywhere leaves at most some uncommitted vector rows, which the next build truncates, and no manifest,
-so nothing loads the half-built index; running the same command again resumes where it stopped.
+the batch's rows, the block's checksum and the new count of committed vector rows are committed in one SQLite
+transaction. A build killed anywhere leaves at most some uncommitted vector rows, which the next build truncates,
+and no manifest, so nothing loads the half-built index; running the same command again resumes where it stopped.
+
+A build whose inputs hold no cable fails (:class:`~rag.errors.NothingToIndexError`) and leaves no index behind
+where there was none.
 
 What is embedded for a paragraph is its cable's context (origin, date, subject, section heading) and then its
 text: questions name the country, the year and the topic, which a paragraph rarely repeats.
@@ -16,11 +32,12 @@ text: questions name the country, the year and the topic, which a paragraph rare
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,20 +45,56 @@ from typing import Any
 
 import numpy as np
 
+from rag.check import check_index
 from rag.embed import Embedder
-from rag.errors import IndexCorruptError
-from rag.index import DATABASE, FAISS, MANIFEST, VECTORS, Manifest, check_model
+from rag.errors import IndexCorruptError, IndexMissingError, NothingToIndexError
+from rag.index import (
+    COUNTS,
+    DATABASE,
+    FAISS,
+    MANIFEST,
+    VECTORS,
+    Manifest,
+    check_model,
+    lost_database,
+    recorded_build,
+)
 from rag.loaders import LoadReport, load_cables
-from rag.models import Cable
+from rag.lexical_tantivy import sync_lexical
+from rag.lock import BuildLock
+from rag.models import Cable, Paragraph
+from rag.repair import repair
 from rag.store import Store, cable_fingerprint, context_line
-from rag.vectors import VectorFile, build_faiss
+from rag.vectors import VectorFile, block_digest, build_faiss
 
-__all__ = ["BuildSummary", "build_index", "embedding_text"]
+__all__ = ["BuildSummary", "Duplicate", "IndexWriter", "build_index", "build_summary", "embedding_text", "text_hash",
+           "window_texts"]
 
 BATCH_CABLES = 32
 # Tokens kept free in each window for the context line; longer context lines are cut to fit.
 _CONTEXT_TOKENS = 48
 _CONTEXT_CHARS = 180
+# Duplicates and load problems kept in a summary; the counts are always whole.
+_LISTED = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A cable id met again in one build: the copy ``kept`` (the first read) and the one left out."""
+
+    id: str
+    kept: str | None
+    dropped: str | None
+    same: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        if self.same:
+            return f"{self.id}: {self.dropped} holds the same cable as {self.kept}; indexed once"
+        return (f"{self.id}: {self.dropped} gives a different text than {self.kept}; kept the version in "
+                f"{self.kept}, the first read")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +110,19 @@ class BuildSummary:
     seconds: float
     load: dict[str, Any]
     faiss: dict[str, Any]
+    duplicates: int = 0
+    duplicate_list: tuple[Duplicate, ...] = ()
+    repaired: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["duplicate_list"] = [d.to_dict() for d in self.duplicate_list]
+        return data
 
     def summary(self) -> str:
         rate = f", {self.embedded / self.seconds:.1f} windows/s" if self.embedded and self.seconds else ""
-        return (f"{self.added} cables added, {self.replaced} replaced, {self.skipped} unchanged; index holds "
+        twice = f", {self.duplicates} duplicate{'s' * (self.duplicates != 1)} left out" if self.duplicates else ""
+        return (f"{self.added} cables added, {self.replaced} replaced, {self.skipped} unchanged{twice}; index holds "
                 f"{self.cables} cables, {self.paragraphs} paragraphs, {self.vectors} vectors "
                 f"({self.embedded} embedded, {self.reused} reused{rate}) in {self.seconds:.1f}s")
 
@@ -72,8 +131,28 @@ def embedding_text(context: str, window: str) -> str:
     return f"{context[:_CONTEXT_CHARS]}\n{window}" if context else window
 
 
-def _text_hash(text: str) -> str:
+def text_hash(text: str) -> str:
+    """The key of an embedded text: vectors given to :meth:`IndexWriter.write` are looked up by it."""
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def paragraph_texts(cable: Cable, paragraph: Paragraph, embedder: Embedder) -> list[str]:
+    """What is embedded for ``paragraph``: one text per window of it, each led by its context line."""
+    context = context_line(cable, paragraph)
+    return [embedding_text(context, window)
+            for window in embedder.windows(paragraph.text, reserve=_CONTEXT_TOKENS if context else 0)]
+
+
+def window_texts(cables: Sequence[Cable], embedder: Embedder) -> tuple[list[str], list[tuple[int, int]]]:
+    """Every text embedded for ``cables``, and its owner: (cable position, paragraph position)."""
+    texts: list[str] = []
+    owners: list[tuple[int, int]] = []
+    for i, cable in enumerate(cables):
+        for j, paragraph in enumerate(cable.paragraphs):
+            for text in paragraph_texts(cable, paragraph, embedder):
+                texts.append(text)
+                owners.append((i, j))
+    return texts, owners
 
 
 def _batches(cables: Iterable[Cable], size: int) -> Iterator[list[Cable]]:
@@ -87,69 +166,136 @@ def _batches(cables: Iterable[Cable], size: int) -> Iterator[list[Cable]]:
         yield batch
 
 
-class _Builder:
-    def __init__(self, folder: Path, embedder: Embedder) -> None:
-        self.folder, self.embedder = folder, embedder
+class IndexWriter:
+    """The one writer of an index folder, from open to :meth:`close`: it holds the build lock, mends what the
+    check finds at open, and takes batches of cables.
+
+    ``select(batch)`` returns the cables of a batch that need writing (new or changed, each id once per build, the
+    first copy winning) and records the rest; ``write(cables, vectors)`` writes them, with ``vectors`` mapping
+    :func:`text_hash` of texts from :func:`window_texts` to vectors embedded elsewhere (anything missing is copied
+    from the index or embedded here); ``finish()`` rebuilds FAISS and the manifest when anything changed.
+    ``repair_only``: refuse to create an index, only mend an existing one.
+    """
+
+    def __init__(self, folder: Path, embedder: Embedder, *, repair_only: bool = False,
+                 lexical: str | None = None) -> None:
+        self.folder, self.embedder, self.lexical_engine = folder, embedder, lexical
+        if not (folder / DATABASE).exists():
+            if any((folder / name).exists() for name in (MANIFEST, VECTORS, FAISS)):
+                raise IndexCorruptError(f"{folder / DATABASE} is missing: {lost_database(folder)}",
+                                        folder=folder)
+            if repair_only:
+                raise IndexMissingError(f"no index at {folder} to repair; build one with `cablechat index CABLES "
+                                        f"--index {folder}`", folder=folder)
+        self._made_folder = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
+        self.lock = BuildLock(folder)
+        self.lock.acquire()
+        self.created = not (folder / DATABASE).exists()
+        self.added = self.replaced = self.unchanged = self.embedded = self.reused = 0
+        self.duplicates: list[Duplicate] = []
+        self.duplicate_count = 0
+        self._seen: dict[str, tuple[str | None, str]] = {}
+        self.repaired: list[str] = []
         try:
             self.store = Store(folder / DATABASE, create=True)
         except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(f"cannot open {folder / DATABASE} ({exc}); rebuild the index into a new folder: "
-                                    "`cablechat index PATH... --index NEW_DIR`") from exc
+            self.lock.release()
+            raise IndexCorruptError(f"cannot open {folder / DATABASE} ({exc}): {lost_database(folder)}",
+                                    folder=folder) from exc
         try:
-            model, dim = self.store.meta("model"), self.store.meta("dim")
-            if model is not None and dim is not None:
-                check_model(folder, model, int(dim), embedder)
-            else:
-                self.store.set_meta(model=embedder.name, dim=str(embedder.dim), vectors_committed="0")
-            self.vectors = VectorFile(folder / VECTORS, embedder.dim)
-            committed = int(self.store.meta("vectors_committed") or 0)
-            if len(self.vectors) < committed:
-                # Truncating "up" would fill the missing rows with zeros: the file lost rows a commit vouched for.
-                raise IndexCorruptError(
-                    f"{folder / VECTORS} holds {len(self.vectors)} vectors but {committed} were committed; it was "
-                    "cut or replaced after a build: rebuild the index into a new folder: `cablechat index PATH... "
-                    "--index NEW_DIR`")
+            self._open()
         except BaseException:
-            self.store.close()
+            self.close()
             raise
-        if len(self.vectors) != committed:
-            self.vectors.truncate(committed)  # rows of a batch that was killed before its commit
-        self.changed = not (folder / MANIFEST).exists() or not (folder / FAISS).exists()
-        self.embedded = self.reused = 0
 
-    def unchanged(self, batch: Sequence[Cable]) -> tuple[list[Cable], list[Cable], int]:
-        """(new cables, changed cables, count unchanged) of a batch."""
-        stored = self.store.fingerprints([c.id for c in batch])
-        new = [c for c in batch if c.id not in stored]
-        changed = [c for c in batch if c.id in stored and stored[c.id] != cable_fingerprint(c)]
-        return new, changed, len(batch) - len(new) - len(changed)
+    def _open(self) -> None:
+        store, embedder = self.store, self.embedder
+        model, dim = store.meta("model"), store.meta("dim")
+        if model is not None and dim is not None:
+            check_model(self.folder, model, int(dim), embedder)
+        else:
+            store.set_meta(model=embedder.name, dim=str(embedder.dim), vectors_committed="0")
+        backend = getattr(embedder, "backend", None)
+        if backend and store.meta("embed_backend") != backend:
+            store.set_meta(embed_backend=backend)
+        self.vectors = VectorFile(self.folder / VECTORS, embedder.dim)
+        self.lexical = sync_lexical(self.folder, store, self.lexical_engine)
+        self.changed = self.created
+        if self.created:
+            return
+        report = check_index(self.folder, own_build=True)
+        if not report.database_ok:
+            raise IndexCorruptError(f"{'; '.join(p.message for p in report.problems)}: "
+                                    f"{lost_database(self.folder)}", folder=self.folder)
+        mend = bool(report.problems or report.notes)
+        if mend:
+            # Before mending anything: a repair killed half-way must leave a folder that no reader takes as whole.
+            (self.folder / MANIFEST).unlink(missing_ok=True)
+        self.repaired = repair(report, store, self.vectors, _texts_of(embedder), self._embed)
+        if mend and not report.half_built:  # a half-built index is resumed, not repaired
+            self.repaired.append("FAISS index and manifest rebuilt")
+        self.changed = mend
+        if not self.changed and self.lexical is not None and self.lexical.behind(store):
+            self.repaired.append("lexical index rebuilt from the database")
+            (self.folder / MANIFEST).unlink(missing_ok=True)
+            self.changed = True
 
-    def write(self, cables: Sequence[Cable], replace: Sequence[str]) -> None:
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.embedder.embed(texts), dtype=np.float32).reshape(len(texts), self.embedder.dim)
+
+    # -- adding cables ---------------------------------------------------------------------------------------
+
+    def note_input(self, path: str | os.PathLike[str]) -> None:
+        """Record ``path`` among the inputs that gave cables, for the commands messages name (rag.index)."""
+        recorded = json.loads(self.store.meta("inputs") or "[]")
+        resolved = str(Path(path).resolve())
+        if resolved not in recorded:  # written only when new: a write changes the file of an unchanged index
+            self.store.set_meta(inputs=json.dumps([*recorded, resolved]))
+
+    def select(self, batch: Sequence[Cable]) -> list[Cable]:
+        """The cables of ``batch`` to write: new or changed, and not already met in this build."""
+        fresh: dict[str, Cable] = {}
+        for cable in batch:
+            fingerprint = cable_fingerprint(cable)
+            first = self._seen.get(cable.id)
+            if first is not None:
+                self.duplicate_count += 1
+                if len(self.duplicates) < _LISTED:
+                    self.duplicates.append(Duplicate(cable.id, first[0], cable.source, first[1] == fingerprint))
+                continue
+            self._seen[cable.id] = (cable.source, fingerprint)
+            fresh[cable.id] = cable
+        stored = self.store.fingerprints(list(fresh))
+        todo = [c for i, c in fresh.items() if stored.get(i) != self._seen[i][1]]
+        self.unchanged += len(fresh) - len(todo)
+        return todo
+
+    def write(self, cables: Sequence[Cable], vectors: Mapping[str, np.ndarray] | None = None) -> None:
+        """Write ``cables`` (from :meth:`select`), replacing stored versions, in one batch."""
+        if not cables:
+            return
         if not self.changed:
             # From here until the new manifest is written, the folder is a half-built index to every reader.
             (self.folder / MANIFEST).unlink(missing_ok=True)
             self.changed = True
-        texts: list[str] = []
-        owners: list[tuple[int, int]] = []  # (cable position in batch, paragraph position in cable)
-        for i, cable in enumerate(cables):
-            for j, paragraph in enumerate(cable.paragraphs):
-                context = context_line(cable, paragraph)
-                for window in self.embedder.windows(paragraph.text, reserve=_CONTEXT_TOKENS if context else 0):
-                    texts.append(embedding_text(context, window))
-                    owners.append((i, j))
-        hashes = [_text_hash(t) for t in texts]
-        known = self.store.known_vectors(hashes)
+        given = vectors or {}
+        texts, owners = window_texts(cables, self.embedder)
+        hashes = [text_hash(t) for t in texts]
+        known = self.store.known_vectors(h for h in hashes if h not in given)
         to_embed: dict[str, str] = {}  # hash -> text, each new text once
         for h, text in zip(hashes, texts):
-            if h not in known:
+            if h not in known and h not in given:
                 to_embed.setdefault(h, text)
-        by_hash = dict(zip(to_embed, self.embedder.embed(list(to_embed.values())))) if to_embed else {}
-        reused = [h for h in dict.fromkeys(hashes) if h in known]
+        by_hash = dict(zip(to_embed, self._embed(list(to_embed.values())))) if to_embed else {}
+        supplied = {h: given[h] for h in dict.fromkeys(hashes) if h in given}
+        by_hash.update(supplied)
+        reused = [h for h in dict.fromkeys(hashes) if h not in by_hash]
         by_hash.update(zip(reused, self.vectors.rows([known[h] for h in reused])))
         block = np.array([by_hash[h] for h in hashes], dtype=np.float32).reshape(len(hashes), self.embedder.dim)
-        self.embedded += len(to_embed)
-        self.reused += len(hashes) - len(to_embed)
+        self.embedded += len(to_embed) + len(supplied)
+        self.reused += len(hashes) - len(to_embed) - len(supplied)
+        replace = self.store.indexed([c.id for c in cables])
         first_row = self.vectors.append(block) if len(block) else len(self.vectors)
         self.store.begin()
         try:
@@ -158,11 +304,17 @@ class _Builder:
             paragraph_rows = [self.store.add_cable(c) for c in cables]
             self.store.add_vectors([(first_row + n, paragraph_rows[i][j], hashes[n])
                                     for n, (i, j) in enumerate(owners)])
+            if len(block):
+                self.store.add_block(first_row, len(block), block_digest(block))
             self.store.set_meta(vectors_committed=str(first_row + len(block)))
             self.store.commit()
         except BaseException:
             self.store.db.execute("ROLLBACK")
             raise
+        self.added += len(cables) - len(replace)
+        self.replaced += len(replace)
+
+    # -- ending ----------------------------------------------------------------------------------------------
 
     def finish(self) -> dict[str, Any]:
         """Rebuild FAISS and write the manifest, if anything changed; returns the FAISS description."""
@@ -172,72 +324,137 @@ class _Builder:
 
         ids = np.fromiter((row for row, _ in self.store.live_vectors()), dtype=np.int64)
         index, described = build_faiss(self.vectors, ids)
+        data = faiss.serialize_index(index).tobytes()
         tmp = self.folder / f".{FAISS}.tmp"
-        faiss.write_index(index, str(tmp))
+        tmp.write_bytes(data)
         os.replace(tmp, self.folder / FAISS)
-        rows = self.store.db.execute("SELECT id, fingerprint FROM cables ORDER BY id")
-        digest = hashlib.sha256()
-        for cable_id, fingerprint in rows:
-            digest.update(f"{cable_id}:{fingerprint}\n".encode())
+        if self.lexical is not None:
+            self.lexical.sync(self.store)
         counts = self.store.counts()
+        _, inputs = recorded_build(self.folder)
         Manifest(
-            model=self.embedder.name, dim=self.embedder.dim,
-            counts={k: counts[k] for k in ("cables", "paragraphs", "vectors")},
-            fingerprint=digest.hexdigest()[:32], built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            faiss=described, embed_backend=getattr(self.embedder, "backend", None),
+            model=self.embedder.name, dim=self.embedder.dim, counts={k: counts[k] for k in COUNTS},
+            fingerprint=self.store.corpus_fingerprint(),
+            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), faiss=described,
+            embed_backend=getattr(self.embedder, "backend", None), build={"inputs": inputs},
+            checksums={FAISS: hashlib.sha256(data).hexdigest()},
         ).write(self.folder)
+        report = check_index(self.folder, own_build=True)
+        if not report.ok:
+            (self.folder / MANIFEST).unlink()
+            raise IndexCorruptError(f"index {self.folder} failed its own check after this build: "
+                                    f"{'; '.join(p.message for p in report.problems)}; run `{report.fix}`",
+                                    folder=self.folder)
         return described
+
+    def abandon(self) -> None:
+        """Remove what this writer created, when it created the index and added nothing to it."""
+        self.store.close()
+        if self.created:
+            for name in (DATABASE, f"{DATABASE}-journal", VECTORS):
+                (self.folder / name).unlink(missing_ok=True)
+        self.lock.release()
+        if self._made_folder:
+            try:
+                self.folder.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: leave it
+
+    def close(self) -> None:
+        self.store.close()
+        self.lock.release()
+
+
+def _texts_of(embedder: Embedder) -> Callable[[Store, Sequence[int]], dict[int, dict[str, str]]]:
+    """For rag.repair: the texts embedded for stored paragraphs, by paragraph rowid, each by its hash."""
+
+    def texts_of(store: Store, rowids: Sequence[int]) -> dict[int, dict[str, str]]:
+        return {rowid: {text_hash(t): t for t in paragraph_texts(cable, paragraph, embedder)}
+                for rowid, (paragraph, cable) in store.paragraphs(rowids).items()}
+
+    return texts_of
 
 
 def build_index(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.PathLike[str], *,
                 embedder: Embedder, progress: bool = False, report: LoadReport | None = None,
-                batch_cables: int = BATCH_CABLES,
-                on_batch: Callable[[int], None] | None = None) -> BuildSummary:
-    """Add the cables found under ``paths`` to the index in ``index_dir`` (created if missing).
+                batch_cables: int = BATCH_CABLES, on_batch: Callable[[int], None] | None = None,
+                lexical: str | None = None) -> BuildSummary:
+    """Add the cables found under ``paths`` to the index in ``index_dir`` (created if missing), mending it first.
 
-    ``progress`` shows a bar on stderr. ``report`` receives what the loader skipped. ``on_batch`` is called with
-    the number of cables written after each committed batch.
+    No ``paths``: only mend an existing index. ``progress`` shows a bar on stderr. ``report`` receives what the
+    loader skipped. ``on_batch`` is called with the number of cables written after each committed batch.
+    ``lexical``: the BM25 engine, "fts5" or "tantivy" (rag.lexical_tantivy); default: the one the index has.
     """
     started = time.perf_counter()
     report = report if report is not None else LoadReport()
-    builder = _Builder(Path(index_dir), embedder)
+    folder = Path(index_dir)
+    writer = IndexWriter(folder, embedder, repair_only=not paths, lexical=lexical)
     try:
-        # A first, cheap pass (parsing only) tells how much work there is, so the bar can show an ETA; without a
-        # bar it would only parse everything twice.
-        work = 0
-        if progress:
-            fingerprints = {c.id: cable_fingerprint(c) for path in paths for c in load_cables(path)}
-            stored = builder.store.fingerprints(list(fingerprints)) if fingerprints else {}
-            work = sum(stored.get(i) != f for i, f in fingerprints.items())
-        bar = _bar(work, progress)
-        added = replaced = skipped = written = 0
-        seen: set[str] = set()
+        bar = _bar(_work(paths, writer.store) if progress else 0, progress)
+        written = 0
         for path in paths:
-            for batch in _batches(load_cables(path, report=report), batch_cables):
-                fresh = [c for c in batch if c.id not in seen]
-                skipped += len(batch) - len(fresh)  # the same id met twice in this run: the first one counts
-                seen.update(c.id for c in fresh)
-                new, changed, same = builder.unchanged(fresh)
-                skipped += same
-                if new or changed:
-                    builder.write(new + changed, [c.id for c in changed])
-                    added, replaced, written = added + len(new), replaced + len(changed), written + len(new) + len(changed)
-                    bar.update(len(new) + len(changed))
-                    bar.set_postfix_str(f"{builder.embedded + builder.reused} windows", refresh=False)
+            for n, batch in enumerate(_batches(load_cables(path, report=report), batch_cables)):
+                if n == 0:
+                    writer.note_input(path)
+                todo = writer.select(batch)
+                if todo:
+                    writer.write(todo)
+                    written += len(todo)
+                    bar.update(len(todo))
+                    bar.set_postfix_str(f"{writer.embedded + writer.reused} windows", refresh=False)
                     if on_batch:
                         on_batch(written)
         bar.close()
-        described = builder.finish()
-        counts = builder.store.counts()
-    finally:
-        builder.store.close()
+        if paths and not report.loaded:
+            if writer.created:
+                writer.abandon()
+            else:
+                writer.finish()  # what the check at open mended, if anything, is finished all the same
+                writer.close()
+            raise _nothing(paths, report, folder, writer.created)
+        described = writer.finish()
+        counts = writer.store.counts()
+    except NothingToIndexError:
+        raise
+    except BaseException:
+        writer.close()
+        raise
+    writer.close()
+    return build_summary(writer, report, counts, described, started)
+
+
+def build_summary(writer: IndexWriter, report: LoadReport, counts: dict[str, int], described: dict[str, Any],
+                  started: float) -> BuildSummary:
+    """What a finished build did, for the single-process and the Ray build alike."""
     return BuildSummary(
-        added=added, replaced=replaced, skipped=skipped, cables=counts["cables"], paragraphs=counts["paragraphs"],
-        vectors=counts["vectors"], embedded=builder.embedded, reused=builder.reused,
+        added=writer.added, replaced=writer.replaced, skipped=writer.unchanged, cables=counts["cables"],
+        paragraphs=counts["paragraphs"], vectors=counts["vectors"], embedded=writer.embedded, reused=writer.reused,
         seconds=round(time.perf_counter() - started, 2),
-        load={"loaded": report.loaded, "skipped": report.skipped, "problems": report.problems[:50]},
-        faiss=described,
+        load={"loaded": report.loaded, "skipped": report.skipped, "problems": report.problems[:_LISTED]},
+        faiss=described, duplicates=writer.duplicate_count, duplicate_list=tuple(writer.duplicates),
+        repaired=tuple(writer.repaired),
     )
+
+
+def _work(paths: Sequence[str | os.PathLike[str]], store: Store) -> int:
+    """How many cables a build will write: a first, cheap pass (parsing only), so the bar can show an ETA."""
+    fingerprints: dict[str, str] = {}
+    for path in paths:
+        for cable in load_cables(path):
+            fingerprints.setdefault(cable.id, cable_fingerprint(cable))  # the first copy is the one written
+    stored = store.fingerprints(list(fingerprints)) if fingerprints else {}
+    return sum(stored.get(i) != f for i, f in fingerprints.items())
+
+
+def _nothing(paths: Sequence[str | os.PathLike[str]], report: LoadReport, folder: Path,
+             created: bool) -> NothingToIndexError:
+    named = ", ".join(str(p) for p in paths)
+    why = f"{report.skipped} skipped, each said above" if report.skipped else "no cable file in them"
+    kept = "no index was made" if created else f"the index {folder} is as it was"
+    return NothingToIndexError(
+        f"found no cable in {named} ({why}); nothing was indexed and {kept}. Pass cable files: text files in the "
+        "seeds' form, .jsonl(.gz), the Cablegate cables.csv or cablegate .html pages, or folders of them",
+        paths=tuple(str(p) for p in paths), skipped=report.skipped)
 
 
 def _bar(total: int, enabled: bool) -> Any:
