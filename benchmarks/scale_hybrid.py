@@ -64,7 +64,7 @@ from rag.assistant import Assistant
 from rag.embed import Embedder, FakeEmbedder, load_embedder
 from rag.evaluate import Question, load_questions
 from rag.index import DATABASE, FAISS, VECTORS, Manifest
-from rag.indexer import embedding_text
+from rag.writer import embedding_text
 from rag.lexical_tantivy import FOLDER, TantivyLexicalIndex
 from rag.loaders import load_cables
 from rag.metrics import first_rank, percentile

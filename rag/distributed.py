@@ -4,7 +4,7 @@ Embedding is the cost of a big build (2.5 M paragraphs: about 5.5 hours on 2 CPU
 
     input paths ─▶ parse (one task per path, on this machine, streaming chunks of ``batch_cables`` cables)
                 ─▶ embed (an actor pool of ``workers`` embedders, CPU or GPU as Ray is asked for)
-                ─▶ the driver, the one writer of the index (rag.indexer.IndexWriter)
+                ─▶ the driver, the one writer of the index (rag.writer.IndexWriter)
 
 The writer is the same as a single-process build's, so the same rules hold: it holds the folder's build lock,
 writes batch by batch, each batch one SQLite transaction after its vectors are fsynced, and a driver killed
@@ -34,7 +34,8 @@ import numpy as np
 
 from rag.embed import Embedder, load_embedder
 from rag.errors import CableChatError, NothingToIndexError
-from rag.indexer import BATCH_CABLES, BuildSummary, IndexWriter, build_summary, text_hash, window_texts
+from rag.indexer import BATCH_CABLES, BuildSummary, build_summary
+from rag.writer import IndexWriter, text_hash, window_texts
 from rag.loaders import LoadReport, load_cables
 from rag.store import cable_fingerprint
 
