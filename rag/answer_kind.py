@@ -35,13 +35,20 @@ _ASKS_NUMBER = re.compile(r"\bhow (?:many|much|big|large|far|old)\b|\bwhat (?:nu
                           re.IGNORECASE)
 _ASKS_DATE = re.compile(r"\bwhen\b|\bwhat (?:date|day|year|month|time)\b|\bwhich (?:date|day|year|month)\b",
                         re.IGNORECASE)
-_ASKS_NAME = re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (?:\w+ )?(?:official|minister|person|leader|man|woman|"
-                        r"ambassador|president|diplomat|general|colonel|officer|member|head|company|firm)\b|\bwhat "
-                        r"(?:is|was) the name\b", re.IGNORECASE)
-_FOCUS = re.compile(r"\bhow many ((?:[A-Za-z-]+ ){0,1}[A-Za-z-]+)", re.IGNORECASE)
+_ASKS_NAME = re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (?:[\w-]+ ){0,3}(?:official|minister|person|leader|"
+                        r"man|woman|ambassador|president|diplomat|general|colonel|officer|member|head|company|firm)\b"
+                        r"|\bwhat (?:is|was) the name\b", re.IGNORECASE)
+_FOCUS = re.compile(r"\bhow many ((?:[A-Za-z-]+ ){0,2}[A-Za-z-]+)", re.IGNORECASE)
 _ASKS: tuple[tuple[Kind, re.Pattern[str]], ...] = (("length", _ASKS_LENGTH), ("number", _ASKS_NUMBER),
                                                     ("date", _ASKS_DATE), ("name", _ASKS_NAME))
-_LEADING_CLAUSE = re.compile(r"^\s*(?:when|after|during|before|as|while|once|since)\b[^,?]*,\s*", re.IGNORECASE)
+_LEADING_CLAUSE = re.compile(r"^\s*(?:when|after|during|before|as|while|once|since|according to)\b[^,?]*,\s*",
+                             re.IGNORECASE)
+# What may stand before a question word that opens the question (or a clause of it, or follows a preposition or a
+# verb of asking: "in what year", "say who"); any other word before "who", "which" or "when" makes it relative
+# ("the specialist who spoke", "when they complained"), not what the question asks.
+_OPENS = re.compile(r"(?:^|[,;:(]\s*|\b(?:in|on|at|by|to|for|from|of|with|under|until|since|and|or|but|roughly|about|"
+                    r"approximately|exactly|precisely|say|said|know|tell|told|ask|asked|explain|recall|remember|"
+                    r"me|us)\s+)$", re.IGNORECASE)
 _CAPITAL = re.compile(r"\b[A-Z][a-zA-Z'’-]{2,}\b")
 
 
@@ -50,10 +57,12 @@ def asks(question: str) -> Kind | None:
 
     "How long" is a kind of its own: a span ("three years") or an end ("until 2050") answers it. The question word
     that comes first decides ("Which leader ... when he met ..." wants a name), after a leading clause such as
-    "When the consul pressed Modi in 2006, what did he say" is set aside.
+    "When the consul pressed Modi in 2006, what did he say" is set aside; a relative "who" or "when" in the middle
+    of a clause ("the specialist who spoke", "when they complained") asks nothing.
     """
-    question = _LEADING_CLAUSE.sub("", question)
-    found = [(match.start(), kind) for kind, pattern in _ASKS if (match := pattern.search(question))]
+    question = _LEADING_CLAUSE.sub("", question.strip())
+    found = [(match.start(), kind) for kind, pattern in _ASKS for match in pattern.finditer(question)
+             if _OPENS.search(question[:match.start()]) or match.group().lower().startswith("how ")]
     return min(found)[1] if found else None
 
 
@@ -64,12 +73,20 @@ def asked_words(question: str) -> frozenset[str]:
 
 
 def focus(question: str) -> frozenset[str]:
-    """The stemmed words a count is of ("how many army officers" -> army, officer): a figure answers the question
-    only in a sentence or paragraph about them. "How much" has none: its unit (money, time) goes unsaid."""
+    """The stemmed words a count is of, up to three after "how many" and before the verb ("how many suspect bank
+    accounts did" -> suspect, bank, account; "how many satellites does Kazakhstan own" -> satellite): a figure
+    answers the question only in a sentence that, with the one before it, names one of them. "How much" has none:
+    its unit (money, time) goes unsaid."""
     match = _FOCUS.search(question)
     if not match:
         return frozenset()
-    return frozenset(stem(w) for w in WORD.findall(match.group(1)) if w.lower() not in STOPWORDS)
+    words = []
+    for word in WORD.findall(match.group(1)):
+        if word.lower() not in STOPWORDS:
+            words.append(stem(word))
+        elif words:  # "how many of the detainees": the counted noun comes after "of the"
+            break
+    return frozenset(words)
 
 
 def holds_kind(kind: Kind | None, sentence: str, asked: Collection[str]) -> float:

@@ -42,9 +42,10 @@ __all__ = ["Assistant", "Mode"]
 Mode = Literal["extractive", "llm"]
 MODES: tuple[Mode, ...] = ("extractive", "llm")
 MAX_QUESTION_CHARS = 2000
-# The rerank stage reads this many fused candidates to choose an answer's few: on the dev subset 12 and 20 gave the
-# same answers to all 93 questions (benchmarks/README.md), and scoring sentences is most of an answer's time.
-RERANK_POOL = 12
+# The rerank stage reads this many fused candidates to choose an answer's few. On the dev subset 12 and 20 gave the
+# same answers; on the 57,392-paragraph corpus index 20 found the gold paragraph of one more of the 75 answerable dev
+# questions (the gold sat 13th-20th in fusion), for about 5 ms (benchmarks/README.md).
+RERANK_POOL = 20
 # Paragraphs fetched from the cables that hold a question's subject when retrieval found none of them, and the most
 # such cables to look in (more means the subject is common, and retrieval's own ranking is the better guide).
 SUBJECT_PARAGRAPHS, SUBJECT_CABLES = 6, 500
@@ -214,12 +215,14 @@ class Assistant:
         subject = find_subject(text, store, years=self.searcher.years)
         pool = hits + self._subject_paragraphs(subject, hits)
         ranked = self.reranker.rerank(text, pool, vector=vector)
+        held: frozenset[str] = frozenset()
         if subject.cables:
             rows = store.cable_rows([r.hit.cable.id for r in ranked])
-            ranked = sorted(ranked, key=lambda r: rows.get(r.hit.cable.id) not in subject.cables)
+            held = frozenset(cable for cable, row in rows.items() if row in subject.cables)
+            ranked = sorted(ranked, key=lambda r: r.hit.cable.id not in held)
         cosine = max((h.scores.get("dense", 0.0) for h in hits[:3]), default=0.0)
         verdict = judge(text, ranked, subject, calibration=self.calibration() if not subject.anchors else None,
-                        cosine=cosine)
+                        cosine=cosine, held=held)
         shown = [r.hit for r in ranked[:k]]
         timings.update(compose_ms=_ms(composing), total_ms=_ms(started))
         if not verdict.answerable:

@@ -3,16 +3,19 @@ paragraph that holds the fact, questions the cables cannot answer refused with a
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from rag.answerable import anchors, find_subject
-from rag.answer_kind import asked_words, asks, gives
+from rag.answerable import Subject, anchors, find_subject
+from rag.answer_kind import asked_words, asks, focus, gives
 from rag.assistant import Assistant
 from rag.embed import FakeEmbedder
+from rag.extractive import judge
 from rag.index import open_index
-from rag.rerank import FakeReranker
+from rag.models import Cable, Hit, Paragraph
+from rag.rerank import FakeReranker, SentenceReranker
 
 # (question, the paragraph the answer must cite first, words the answer must hold)
 ANSWERABLE = [
@@ -141,3 +144,102 @@ def test_a_near_miss_is_refused_with_what_the_cables_lack(seeds_index: Path):
         answer = assistant.ask("How many satellites does Kazakhstan own?")
     assert answer.abstained
     assert "The cables discuss Kazakhstan but give no figure for what is asked." in answer.text
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("How many people died?", "number"),
+    ("According to a specialist who spoke in Ashgabat in 2010, how many Iranians receive methadone?", "number"),
+    ("How sharp were the images when they complained to the embassy?", None),  # "when" here asks nothing
+    ("What did KazKosmos ask of the United States when they met?", None),
+    ("Which expelled US diplomat did Correa name?", "name"),
+    ("Who was the Russian ambassador who pushed Iceland?", "name"),
+    ("In what year was Kim Jong-il designated?", "date"),
+    ("When the consul pressed Modi, what case did he point to?", None),
+    ("How long does the lease run?", "length"),
+])
+def test_the_question_word_that_opens_a_clause_says_what_is_asked(question, kind):
+    assert asks(question) == kind
+
+
+def _hits(*paragraphs: tuple[str, int, str], year: int = 2009) -> list[Hit]:
+    """Retrieved paragraphs (cable, number, text), best first, of cables from ``year``."""
+    return [Hit(Paragraph(cable, number, text), Cable(cable, datetime(year, 3, 1), "Embassy Dushanbe",
+                                                      "UNCLASSIFIED", "Russian base", ()), 1.0)
+            for cable, number, text in paragraphs]
+
+
+@pytest.mark.parametrize(("question", "hits", "lead"), [
+    # A figure the question names is one of its words: "201st" tells the two commanders apart.
+    ("Who commanded the 201st base?",
+     _hits(("06DUSHANBE1", 2, "The commander of the base, General Petrov, met us."),
+           ("06DUSHANBE1", 4, "Colonel Ivanov commanded the 201st base.")),
+     "06DUSHANBE1 ¶4"),
+    # Cables spell a name out once, then use its acronym: the acronym stands for the words it abbreviates.
+    ("Who heads the National Confederation of Industries?",
+     _hits(("06SAOPAULO2", 2, "The National Confederation of Industries (CNI) represents federations of states."),
+           ("06SAOPAULO2", 7, "Armando Monteiro heads the CNI.")),
+     "06SAOPAULO2 ¶7"),
+])
+def test_the_reranker_reads_figures_and_acronyms_as_the_question_words_they_are(question, hits, lead):
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
+    assert ranked[0].hit.ref == lead
+
+
+def test_a_sentence_is_read_with_the_one_before_it():
+    hits = _hits(("06SAOPAULO2", 7, "Lula has few backers among business leaders. One is Armando Monteiro."),
+                 ("06SAOPAULO3", 2, "Business leaders met Governor Alckmin."))
+    question = "Who is one of Lula's few backers among business leaders?"
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
+    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    assert verdict.chosen[0].text == "One is Armando Monteiro."
+
+
+def test_once_the_lead_gives_what_is_asked_another_cable_adds_no_rival_answer():
+    question = "How many passports did the police find?"
+    hits = _hits(("07SANJOSE132", 4, "The police found 33 passports on her."),
+                 ("09SANJOSE389", 2, "The police found 12 passports in a raid."))
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
+    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    assert [e.hit.ref for e in verdict.chosen] == ["07SANJOSE132 ¶4"]
+
+
+def test_the_cables_that_hold_the_whole_subject_answer_before_a_closer_paraphrase_elsewhere():
+    question = "Whose diary did the prosecutors use?"
+    hits = _hits(("10ANKARA150", 9, "Prosecutors used the diary of General Ozkok in the earlier case."),
+                 ("10ANKARA294", 2, "The case rests on a diary attributed to Admiral Ornek."))
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
+    assert ranked[0].hit.cable.id == "10ANKARA150"
+    held = frozenset({"10ANKARA294"})  # only it holds the subject (say, Sledgehammer and February 2010)
+    ranked = sorted(ranked, key=lambda r: r.hit.cable.id not in held)  # as the Assistant orders them
+    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0, held=held)
+    assert [e.hit.ref for e in verdict.chosen] == ["10ANKARA294 ¶2"]
+
+
+def test_a_cable_from_the_year_a_question_names_is_preferred():
+    question = "Who commanded the base in 2006?"
+    text = "Colonel Ivanov commanded the base."
+    hits = _hits(("05DUSHANBE1", 2, text), year=2005) + _hits(("06DUSHANBE2", 4, text), year=2006)
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
+    assert ranked[0].hit.ref == "06DUSHANBE2 ¶4"
+
+
+@pytest.mark.parametrize(("text", "answered"), [
+    ("The mutiny was against army officers. Nearly 50 army officers were killed.", True),
+    ("The mutiny was against army officers. In all 57 of them were killed.", True),  # "them": the sentence before
+    ("The mutiny was against army officers. The press wrote about it. The two missions agreed to meet.", False),
+])
+def test_a_count_must_be_of_what_the_question_counts(text, answered):
+    question = "How many army officers were killed in the mutiny?"
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, _hits(("09DHAKA1", 3, text)))
+    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    assert verdict.answerable is answered, verdict.reason
+
+
+@pytest.mark.parametrize(("question", "counted"), [
+    ("How many suspect bank accounts did he hand over?", {"suspec", "bank", "accoun"}),
+    ("How many satellites does Kazakhstan own?", {"satell"}),  # not Kazakhstan: it owns them
+    ("How many of the detainees were freed?", {"detain"}),
+    ("How much did the consortium bid?", set()),  # money goes unsaid
+])
+def test_a_count_is_of_the_words_after_how_many(question, counted):
+    assert focus(question) == counted
