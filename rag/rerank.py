@@ -61,6 +61,7 @@ MEANING_WORDS = 40
 # among a question's most distinctive terms.
 _TERM = re.compile(rf"{WORD.pattern}|\d+(?:[.,]\d+)*(?:st|nd|rd|th|s)?\b")
 _YEARS = re.compile(r"\b(?:19|20)\d\d\b")
+_HOW = re.compile(r"\bhow (?:many|much|long|far|old|big|large|high|often|soon)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,8 @@ def sentences_of(hit: Hit) -> list[tuple[int, int, str]]:
 
 
 def question_terms(text: str) -> list[str]:
-    """The question's content words, stemmed, each once."""
+    """The question's content words, stemmed, each once ("how many" asks; "many" is no word of its subject)."""
+    text = _HOW.sub(" ", text)
     return list(dict.fromkeys(stem(w) for w in _TERM.findall(text) if len(w) > 2 and w.lower() not in STOPWORDS))
 
 
@@ -171,13 +173,15 @@ class SentenceReranker:
                         words |= long
                 own = sum(weights[t] for t in terms if t in words)
                 # A word the context line holds is covered for every sentence of that cable, and one the sentence
-                # before holds is often what this one's "he" or "one" stands for: they count half here.
-                from_context = sum(weights[t] for t in terms if (t in context or t in previous) and t not in words)
+                # before holds is often what this one's "he" or "one" stands for: they count half in the score. Only
+                # the context line's count in the coverage, which says what the sentence and its cable hold.
+                from_context = sum(weights[t] for t in terms if t in context and t not in words)
+                from_before = sum(weights[t] for t in terms if t in previous and t not in words and t not in context)
                 previous = words
                 coverage = (own + from_context) / total
                 novelty = len(words - set(terms) - context) / max(1, len(words))
-                score = weight * (LEXICAL * (own + 0.5 * from_context) / total + RANK * prior + NOVELTY * novelty
-                                  + ANSWER_KIND * holds_kind(kind, sentence, asked)
+                score = weight * (LEXICAL * (own + 0.5 * (from_context + from_before)) / total + RANK * prior
+                                  + NOVELTY * novelty + ANSWER_KIND * holds_kind(kind, sentence, asked)
                                   + PARAGRAPH_MEANING * hit.scores.get("dense", 0.0) + dated)
                 extracts.append(Extract(sentence, hit, start, end, round(score, 4), round(coverage, 4)))
         extracts.sort(key=lambda e: -e.score)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answerable import Subject, anchors, find_subject
+from rag.answerable import Anchor, Subject, anchors, find_subject
 from rag.answer_kind import asked_words, asks, focus, gives
 from rag.assistant import Assistant
 from rag.embed import FakeEmbedder
@@ -161,6 +161,11 @@ def test_the_question_word_that_opens_a_clause_says_what_is_asked(question, kind
     assert asks(question) == kind
 
 
+def _found(*names: str) -> Subject:
+    """A subject whose anchors, ``names``, the index holds (nothing narrowing it to some cables)."""
+    return Subject(tuple(Anchor(name, "name") for name in names), (), None)
+
+
 def _hits(*paragraphs: tuple[str, int, str], year: int = 2009) -> list[Hit]:
     """Retrieved paragraphs (cable, number, text), best first, of cables from ``year``."""
     return [Hit(Paragraph(cable, number, text), Cable(cable, datetime(year, 3, 1), "Embassy Dushanbe",
@@ -190,28 +195,28 @@ def test_a_sentence_is_read_with_the_one_before_it():
                  ("06SAOPAULO3", 2, "Business leaders met Governor Alckmin."))
     question = "Who is one of Lula's few backers among business leaders?"
     ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
-    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    verdict = judge(question, ranked, _found("Lula"), calibration=None, cosine=1.0)
     assert verdict.chosen[0].text == "One is Armando Monteiro."
 
 
 def test_once_the_lead_gives_what_is_asked_another_cable_adds_no_rival_answer():
-    question = "How many passports did the police find?"
+    question = "How many passports did the police find on Xiahong?"
     hits = _hits(("07SANJOSE132", 4, "The police found 33 passports on her."),
                  ("09SANJOSE389", 2, "The police found 12 passports in a raid."))
     ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
-    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    verdict = judge(question, ranked, _found("Xiahong"), calibration=None, cosine=1.0)
     assert [e.hit.ref for e in verdict.chosen] == ["07SANJOSE132 ¶4"]
 
 
 def test_the_cables_that_hold_the_whole_subject_answer_before_a_closer_paraphrase_elsewhere():
-    question = "Whose diary did the prosecutors use?"
+    question = "Whose diary did the prosecutors use in the Sledgehammer case?"
     hits = _hits(("10ANKARA150", 9, "Prosecutors used the diary of General Ozkok in the earlier case."),
                  ("10ANKARA294", 2, "The case rests on a diary attributed to Admiral Ornek."))
     ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, hits)
     assert ranked[0].hit.cable.id == "10ANKARA150"
     held = frozenset({"10ANKARA294"})  # only it holds the subject (say, Sledgehammer and February 2010)
     ranked = sorted(ranked, key=lambda r: r.hit.cable.id not in held)  # as the Assistant orders them
-    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0, held=held)
+    verdict = judge(question, ranked, _found("Sledgehammer"), calibration=None, cosine=1.0, held=held)
     assert [e.hit.ref for e in verdict.chosen] == ["10ANKARA294 ¶2"]
 
 
@@ -229,9 +234,9 @@ def test_a_cable_from_the_year_a_question_names_is_preferred():
     ("The mutiny was against army officers. The press wrote about it. The two missions agreed to meet.", False),
 ])
 def test_a_count_must_be_of_what_the_question_counts(text, answered):
-    question = "How many army officers were killed in the mutiny?"
+    question = "How many army officers were killed in the Pilkhana mutiny?"
     ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, _hits(("09DHAKA1", 3, text)))
-    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    verdict = judge(question, ranked, _found("Pilkhana"), calibration=None, cosine=1.0)
     assert verdict.answerable is answered, verdict.reason
 
 
@@ -243,3 +248,25 @@ def test_a_count_must_be_of_what_the_question_counts(text, answered):
 ])
 def test_a_count_is_of_the_words_after_how_many(question, counted):
     assert focus(question) == counted
+
+
+def test_a_figure_from_a_sentence_about_something_else_is_no_answer():
+    # The cables mention the cake, and a figure about people liking something else: a near miss, not an answer.
+    question = "How many people like El Materi's chocolate cake?"
+    hits = _hits(("09TUNIS516", 12, "After dinner he served fresh fruit and chocolate cake."),
+                 ("05SANTIAGO2541", 7, "Some 45 percent of people like the candidate."))
+    rare = {"chocol": 5.0, "cake": 5.0}
+    ranked = SentenceReranker(idf=lambda term: rare.get(term, 1.0), embed=None).rerank(question, hits)
+    verdict = judge(question, ranked, _found("Materi"), calibration=None, cosine=1.0)
+    assert not verdict.answerable and "no figure" in verdict.reason
+
+
+@pytest.mark.parametrize(("text", "answered"), [
+    ("On April 15 they signed the lease for the launch site.", False),  # a date, of something else
+    ("The moon landing happened on July 20.", True),
+])
+def test_a_question_with_no_distinctive_word_needs_its_words_in_the_answer(text, answered):
+    question = "When did the moon landing happen?"
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, _hits(("09ASTANA664", 3, text)))
+    verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
+    assert verdict.answerable is answered, verdict.reason
