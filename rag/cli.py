@@ -64,7 +64,11 @@ def _assistant(args: argparse.Namespace) -> Any:
     from rag.embed import load_embedder
 
     model = getattr(args, "model", None)
-    return Assistant(args.index, embedder=load_embedder(model) if model else None)
+    assistant = Assistant(args.index, embedder=load_embedder(model) if model else None)
+    building = assistant.index.building
+    if building is not None:  # answers come from the cables committed so far: say so, beside the results
+        print(f"note: the index in {assistant.index.folder} is {building.summary()}", file=sys.stderr)
+    return assistant
 
 
 # -- commands ---------------------------------------------------------------------------------------------

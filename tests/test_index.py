@@ -388,6 +388,15 @@ def test_an_index_being_built_opens_as_far_as_it_is_committed(paused_build):
         assert hits and all(h.paragraph.cable_id == "09ASTANA664" for h in hits)
 
 
+def test_the_command_line_says_an_index_is_still_being_built(paused_build, capsys):
+    build, folder = paused_build
+    for argv in (["search", "Baikonur lease"], ["ask", "How long does the Baikonur lease run?"]):
+        assert main([*argv, "--index", str(folder), "--model", "fake-hash-64"]) == 0
+        out, err = capsys.readouterr()
+        assert "09ASTANA664" in out
+        assert f"note: the index in {folder} is still being built (process {build.pid}): 1 cables so far" in err
+
+
 def test_a_finished_index_is_not_building(seeds_index):
     with opened(seeds_index) as index:
         assert index.building is None
