@@ -34,7 +34,7 @@ import numpy as np
 
 from rag.embed import Embedder, load_embedder
 from rag.errors import CableChatError, NothingToIndexError
-from rag.indexer import BATCH_CABLES, BuildSummary, build_summary
+from rag.indexer import BATCH_CABLES, BuildSummary, end_build
 from rag.writer import IndexWriter, text_hash, window_texts
 from rag.loaders import LoadReport, load_cables
 from rag.store import cable_fingerprint
@@ -154,23 +154,12 @@ def build_index_ray(paths: Sequence[str | os.PathLike[str]], index_dir: str | os
                 written += len(todo)
                 if on_batch:
                     on_batch(written)
-        if not report.loaded:
-            if writer.created:
-                writer.abandon()
-            else:
-                writer.close()
-            named = ", ".join(str(p) for p in paths)
-            raise NothingToIndexError(f"found no cable in {named}; nothing was indexed. Pass cable files or folders "
-                                      "of them", paths=tuple(str(p) for p in paths), skipped=report.skipped)
-        described = writer.finish()
-        counts = writer.store.counts()
+        return end_build(writer, report, paths, started)
     except NothingToIndexError:
         raise
     except BaseException:
         writer.close()
         raise
-    writer.close()
-    return build_summary(writer, report, counts, described, started)
 
 
 def _pool(ray: Any, workers: int | None, cpus_per_worker: float, gpus_per_worker: float) -> tuple[int, float]:

@@ -47,7 +47,7 @@ from rag.store import Store, cable_fingerprint
 
 from rag.writer import LISTED, Duplicate, IndexWriter
 
-__all__ = ["BATCH_CABLES", "BuildSummary", "build_index", "build_summary"]
+__all__ = ["BATCH_CABLES", "BuildSummary", "build_index", "end_build"]
 
 BATCH_CABLES = 32
 
@@ -104,8 +104,7 @@ def build_index(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.Pat
     """
     started = time.perf_counter()
     report = report if report is not None else LoadReport()
-    folder = Path(index_dir)
-    writer = IndexWriter(folder, embedder, repair_only=not paths, lexical=lexical)
+    writer = IndexWriter(Path(index_dir), embedder, repair_only=not paths, lexical=lexical)
     try:
         bar = _bar(_work(paths, writer.store) if progress else 0, progress)
         written = 0
@@ -122,26 +121,33 @@ def build_index(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.Pat
                     if on_batch:
                         on_batch(written)
         bar.close()
-        if paths and not report.loaded:
-            if writer.created:
-                writer.abandon()
-            else:
-                writer.finish()  # what the check at open mended, if anything, is finished all the same
-                writer.close()
-            raise _nothing(paths, report, folder, writer.created)
-        described = writer.finish()
-        counts = writer.store.counts()
+        return end_build(writer, report, paths, started)
     except NothingToIndexError:
         raise
     except BaseException:
         writer.close()
         raise
+
+
+def end_build(writer: IndexWriter, report: LoadReport, paths: Sequence[str | os.PathLike[str]],
+              started: float) -> BuildSummary:
+    """The end of a build, single-process or on Ray, once every input is read: the finished index's summary, or
+    NothingToIndexError when the inputs held no cable (a new index removed, an existing one as it was)."""
+    if paths and not report.loaded:
+        if writer.created:
+            writer.abandon()
+        else:
+            writer.finish()  # what the check at open mended, if anything, is finished all the same
+            writer.close()
+        raise _nothing(paths, report, writer.folder, writer.created)
+    described = writer.finish()
+    counts = writer.store.counts()
     writer.close()
-    return build_summary(writer, report, counts, described, started)
+    return _summary(writer, report, counts, described, started)
 
 
-def build_summary(writer: IndexWriter, report: LoadReport, counts: dict[str, int], described: dict[str, Any],
-                  started: float) -> BuildSummary:
+def _summary(writer: IndexWriter, report: LoadReport, counts: dict[str, int], described: dict[str, Any],
+             started: float) -> BuildSummary:
     """What a finished build did, for the single-process and the Ray build alike."""
     return BuildSummary(
         added=writer.added, replaced=writer.replaced, skipped=writer.unchanged, cables=counts["cables"],
