@@ -171,7 +171,7 @@ def _with_heading(extract: Extract) -> str:
 
 
 def _subject_words(subject: Subject) -> str:
-    names = [a.text for a in subject.anchors if a.kind != "year"][:2]
+    names = [a.text for a in subject.anchors if not a.dated][:2]
     return " and ".join(names)
 
 

@@ -270,3 +270,13 @@ def test_a_question_with_no_distinctive_word_needs_its_words_in_the_answer(text,
     ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(question, _hits(("09ASTANA664", 3, text)))
     verdict = judge(question, ranked, Subject((), (), None), calibration=None, cosine=1.0)
     assert verdict.answerable is answered, verdict.reason
+
+
+def test_a_near_miss_names_the_subject_by_its_names_not_its_dates():
+    question = "How many army officers were killed in Dhaka in the February 2009 Bangladesh mutiny?"
+    ranked = SentenceReranker(idf=lambda term: 1.0, embed=None).rerank(
+        question, _hits(("09DHAKA482", 3, "The mutiny in Dhaka was against the army officers of Bangladesh.")))
+    subject = Subject((Anchor("Dhaka", "name"), Anchor("February 2009", "month"), Anchor("Bangladesh", "name")), (),
+                      None)
+    verdict = judge(question, ranked, subject, calibration=None, cosine=1.0)
+    assert verdict.reason == "The cables discuss Dhaka and Bangladesh but give no figure for what is asked."
