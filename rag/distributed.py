@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from rag.embed import Embedder, load_embedder
-from rag.errors import CableChatError, NothingToIndexError
+from rag.errors import CableChatError
 from rag.indexer import BATCH_CABLES, BuildSummary, end_build
 from rag.writer import IndexWriter, text_hash, window_texts
 from rag.loaders import LoadReport, load_cables
@@ -119,8 +119,7 @@ def build_index_ray(paths: Sequence[str | os.PathLike[str]], index_dir: str | os
     started = time.perf_counter()
     report = report if report is not None else LoadReport()
     ray = connect(address, num_cpus=num_cpus)
-    writer = IndexWriter(Path(index_dir), embedder, lexical=lexical)
-    try:
+    with IndexWriter(Path(index_dir), embedder, lexical=lexical) as writer:
         workers, cpus_per_worker = _pool(ray, workers, cpus_per_worker, gpus_per_worker)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # first copy of a cable wins, as in a single-process build
@@ -155,11 +154,6 @@ def build_index_ray(paths: Sequence[str | os.PathLike[str]], index_dir: str | os
                 if on_batch:
                     on_batch(written)
         return end_build(writer, report, paths, started)
-    except NothingToIndexError:
-        raise
-    except BaseException:
-        writer.close()
-        raise
 
 
 def _pool(ray: Any, workers: int | None, cpus_per_worker: float, gpus_per_worker: float) -> tuple[int, float]:

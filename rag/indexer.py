@@ -104,8 +104,7 @@ def build_index(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.Pat
     """
     started = time.perf_counter()
     report = report if report is not None else LoadReport()
-    writer = IndexWriter(Path(index_dir), embedder, repair_only=not paths, lexical=lexical)
-    try:
+    with IndexWriter(Path(index_dir), embedder, repair_only=not paths, lexical=lexical) as writer:
         bar = _bar(_work(paths, writer.store) if progress else 0, progress)
         written = 0
         for path in paths:
@@ -122,11 +121,6 @@ def build_index(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.Pat
                         on_batch(written)
         bar.close()
         return end_build(writer, report, paths, started)
-    except NothingToIndexError:
-        raise
-    except BaseException:
-        writer.close()
-        raise
 
 
 def end_build(writer: IndexWriter, report: LoadReport, paths: Sequence[str | os.PathLike[str]],
@@ -138,17 +132,9 @@ def end_build(writer: IndexWriter, report: LoadReport, paths: Sequence[str | os.
             writer.abandon()
         else:
             writer.finish()  # what the check at open mended, if anything, is finished all the same
-            writer.close()
         raise _nothing(paths, report, writer.folder, writer.created)
     described = writer.finish()
     counts = writer.store.counts()
-    writer.close()
-    return _summary(writer, report, counts, described, started)
-
-
-def _summary(writer: IndexWriter, report: LoadReport, counts: dict[str, int], described: dict[str, Any],
-             started: float) -> BuildSummary:
-    """What a finished build did, for the single-process and the Ray build alike."""
     return BuildSummary(
         added=writer.added, replaced=writer.replaced, skipped=writer.unchanged, cables=counts["cables"],
         paragraphs=counts["paragraphs"], vectors=counts["vectors"], embedded=writer.embedded, reused=writer.reused,

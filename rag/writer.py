@@ -293,8 +293,15 @@ class IndexWriter:
                 pass  # something else was put there meanwhile: leave it
 
     def close(self) -> None:
+        """Close the database and release the build lock; again, or after :meth:`abandon`, it does nothing more."""
         self.store.close()
         self.lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _texts_of(embedder: Embedder) -> Callable[[Store, Sequence[int]], dict[int, dict[str, str]]]:
