@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -35,6 +37,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("corpus"):
             item.add_marker(skip)
+
+
+def kill_after(build: subprocess.Popen[str], count: int) -> list[int]:
+    """The cable counts a build prints after each batch, up to ``count``, when it is killed with SIGKILL (it waits
+    between two batches); the build is gone whatever happens."""
+    written: list[int] = []
+    try:
+        for line in build.stdout:
+            written.append(int(line))
+            if written[-1] >= count:
+                build.send_signal(signal.SIGKILL)
+                break
+        assert build.wait(timeout=60) == -signal.SIGKILL, written
+    finally:
+        if build.poll() is None:
+            build.kill()
+        build.stdout.close()
+    return written
 
 
 def seed_texts() -> list[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEED_IDS, SEEDS, seed_texts
+from conftest import REPO, SEED_IDS, SEEDS, kill_after, seed_texts
 
 from rag.assistant import Assistant
 from rag.cli import main
@@ -172,18 +172,7 @@ def test_killed_build_is_refused_then_resumes_to_a_clean_build(corpus_slice, cor
     env = {**os.environ, "CABLECHAT_MODEL": "fake-hash-64"}
     build = subprocess.Popen([sys.executable, "-c", KILLABLE_BUILD, "96", str(folder), str(corpus_slice), str(SEEDS)],
                              cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    written = []
-    try:
-        for line in build.stdout:
-            written.append(int(line))
-            if written[-1] >= 96:
-                build.send_signal(signal.SIGKILL)  # it waits between two batches
-                break
-        assert build.wait(timeout=60) == -signal.SIGKILL, written
-    finally:
-        if build.poll() is None:
-            build.kill()
-        build.stdout.close()
+    written = kill_after(build, 96)
     assert written == [16, 32, 48, 64, 80, 96]
     with closing(sqlite3.connect(f"file:{folder / DATABASE}?mode=ro", uri=True)) as db:
         committed = int(db.execute("SELECT value FROM meta WHERE key = 'vectors_committed'").fetchone()[0])

@@ -9,7 +9,6 @@ vectors agree within cosine 0.9999.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEEDS
+from conftest import REPO, SEEDS, kill_after
 
 from rag.assistant import Assistant
 from rag.cli import main
@@ -118,18 +117,7 @@ def test_driver_killed_mid_build_resumes_to_the_clean_build(ray_address, corpus_
     folder = tmp_path / "index"
     build = subprocess.Popen([sys.executable, "-c", KILLABLE_BUILD, "64", str(folder), ray_address, str(corpus_slice),
                               str(SEEDS)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    written = []
-    try:
-        for line in build.stdout:
-            written.append(int(line))
-            if written[-1] >= 64:
-                build.send_signal(signal.SIGKILL)
-                break
-        assert build.wait(timeout=60) == -signal.SIGKILL, written
-    finally:
-        if build.poll() is None:
-            build.kill()
-        build.stdout.close()
+    written = kill_after(build, 64)
     assert written == [16, 32, 48, 64]
     assert not (folder / MANIFEST).exists()
     summary = build_index_ray([corpus_slice, SEEDS], folder, embedder=FakeEmbedder(), address=ray_address,
