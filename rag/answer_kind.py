@@ -12,7 +12,7 @@ import re
 from collections.abc import Collection
 from typing import Literal
 
-from rag.text import NUMBER, STOPWORDS, WORD, stem
+from rag.text import NUMBER, STOPWORDS, WORD, YEAR, stem
 
 __all__ = ["Kind", "asked_words", "asks", "focus", "gives", "holds_kind"]
 
@@ -23,7 +23,6 @@ _MONTHS = ("january february march april may june july august september october 
 _DATE = re.compile(rf"\b(?:{'|'.join(_MONTHS)})\b|\b(?:19|20)\d\d\b|\b(?:mid|early|late)-\w+\b|\b(?:yesterday|"
                    r"today|tomorrow|(?:next|last) (?:week|month|year)|monday|tuesday|wednesday|thursday|friday|"
                    r"saturday|sunday)\b", re.IGNORECASE)
-_YEAR = re.compile(r"^(?:1[89]|20)\d\d$")
 _DAY = re.compile(rf"\b(?:{'|'.join(_MONTHS)})\.? \d{{1,2}}(?:st|nd|rd|th)?(?:[-–]\d{{1,2}})?\b|\b\d{{1,2}}(?:st|nd|rd|th)?"
                   rf"(?:[-–]\d{{1,2}})? (?:of )?(?:{'|'.join(_MONTHS)})\b", re.IGNORECASE)
 _NUMBER_WORDS = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
@@ -102,7 +101,7 @@ def gives(kind: Kind, sentence: str, asked: Collection[str]) -> bool:
     if kind == "number":
         # A day of a month ("April 15") and a year are dates, not the figure asked for.
         undated = _DAY.sub(" ", sentence)
-        figures = [n for n in NUMBER.findall(undated) if not _YEAR.match(n) and n not in asked]
+        figures = [n for n in NUMBER.findall(undated) if not YEAR.fullmatch(n) and n not in asked]
         return bool(figures or _NUMBER_WORDS.search(undated))
     if kind == "length":
         return bool([n for n in NUMBER.findall(sentence) if n not in asked] or _NUMBER_WORDS.search(sentence))

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from rag.text import STOPWORDS
+from rag.text import STOPWORDS, YEAR
 
 if TYPE_CHECKING:
     from rag.store import Store
@@ -54,10 +54,9 @@ _QUESTION_WORDS = frozenset("who whom whose what which when where why how is are
 _MONTH_NAMES = frozenset("january february march april may june july august september october november december "
                          "jan feb mar apr jun jul aug sep sept oct nov dec".split())
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|\b\d{4}\b")
-_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
 _MONTH_NUMBERS = {m: i for i, m in enumerate("january february march april may june july august september october "
                                               "november december".split(), 1)}
-_MONTH_YEAR = re.compile(rf"\b({'|'.join(_MONTH_NUMBERS)})\s+(?:\d{{1,2}},?\s+)?((?:1[89]|20)\d\d)\b", re.IGNORECASE)
+_MONTH_YEAR = re.compile(rf"\b({'|'.join(_MONTH_NUMBERS)})\s+(?:\d{{1,2}},?\s+)?({YEAR.pattern})", re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)
@@ -130,7 +129,7 @@ def anchors(question: str) -> list[Anchor]:
     question = question.replace("’", "'")
     months = {m.group(2): m for m in _MONTH_YEAR.finditer(question)}
     for position, token in enumerate(_TOKEN.findall(question)):
-        if _YEAR.match(token):
+        if YEAR.fullmatch(token):
             month = months.get(token)
             text = f"{month.group(1).capitalize()} {token}" if month else token
             found.setdefault(text, Anchor(text, "month" if month else "year"))

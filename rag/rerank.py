@@ -41,7 +41,7 @@ from rag.answer_kind import asked_words, asks, holds_kind
 from rag.citations import sentence_spans
 from rag.models import Hit
 from rag.store import context_line
-from rag.text import STOPWORDS, WORD, is_summary, stem
+from rag.text import STOPWORDS, WORD, YEAR, is_summary, stem
 
 __all__ = ["Extract", "FakeReranker", "Ranked", "Reranker", "SentenceReranker", "question_terms", "sentences_of"]
 
@@ -60,7 +60,6 @@ MEANING_WORDS = 40
 # A word, or a figure as a question names one ("the 201st base", "until 2050", "Resolution 1325"): figures are
 # among a question's most distinctive terms.
 _TERM = re.compile(rf"{WORD.pattern}|\d+(?:[.,]\d+)*(?:st|nd|rd|th|s)?\b")
-_YEARS = re.compile(r"\b(?:19|20)\d\d\b")
 _HOW = re.compile(r"\bhow (?:many|much|long|far|old|big|large|high|often|soon)\b", re.IGNORECASE)
 
 
@@ -151,7 +150,7 @@ class SentenceReranker:
     def score(self, question: str, hits: Sequence[Hit]) -> list[Extract]:
         """Every sentence of ``hits`` scored without meaning, best first."""
         terms = question_terms(question)
-        years = {int(y) for y in _YEARS.findall(question)}
+        years = {int(y) for y in YEAR.findall(question)}
         weights = {t: self.idf(t) for t in terms}
         total = sum(weights.values()) or 1.0
         kind = asks(question)

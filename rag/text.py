@@ -8,7 +8,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["NUMBER", "STOPWORDS", "WORD", "content_words", "is_summary", "names", "numbers", "overlap", "stem"]
+__all__ = ["NUMBER", "STOPWORDS", "WORD", "YEAR", "content_words", "is_summary", "names", "numbers", "overlap", "stem"]
 
 STOPWORDS = frozenset(
     """a about above after again against all also although am an and any are as at be because been before
@@ -23,6 +23,8 @@ STOPWORDS = frozenset(
 )
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A year as questions and cables write one: 1800-2099.
+YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _local = threading.local()
 
 
